@@ -26,8 +26,13 @@ ensure_venv() {
   want="$(cat pyproject.toml | cksum)"
   if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
     echo "installing $target into $VENV" >&2
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$target" >&2
+    local log="$VENV/install.log"
+    if ! { "$VENV/bin/python" -m pip install --disable-pip-version-check --upgrade pip &&
+           "$VENV/bin/python" -m pip install --disable-pip-version-check -e "$target"; } >"$log" 2>&1; then
+      tail -n 40 "$log" >&2
+      echo "error: installing $target failed; the full log is $log" >&2
+      return 1
+    fi
     echo "$want" > "$stamp"
   fi
 }

@@ -1,0 +1,132 @@
+"""Shared test plumbing: free ports and child processes that are always cleaned up.
+
+Tests never use the default ports of DESIGN.md; they ask the OS for free ones. Every process a test
+starts goes through :class:`Processes`, which kills the whole process group on teardown, even when
+the test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def free_endpoint() -> str:
+    """A ``tcp://127.0.0.1:<port>`` endpoint on a free port."""
+    return f"tcp://127.0.0.1:{free_port()}"
+
+
+class Child:
+    """A child process started in its own session, with its stdout read line by line."""
+
+    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None) -> None:
+        self.args = list(args)
+        self.popen = subprocess.Popen(
+            self.args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            start_new_session=True,
+            text=True,
+        )
+        self.lines: list[str] = []
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def wait_for_line(self, pattern: str, timeout: float = 20.0) -> re.Match[str]:
+        """Block until a line of output matches ``pattern``; fail with the output seen so far."""
+        regex = re.compile(pattern)
+        for line in self.lines:
+            if match := regex.search(line):
+                return match
+        assert self.popen.stdout is not None
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.popen.stdout, selectors.EVENT_READ)
+            while (remaining := deadline - time.monotonic()) > 0:
+                if not sel.select(remaining):
+                    continue
+                line = self.popen.stdout.readline()
+                if not line:
+                    break
+                self.lines.append(line.rstrip("\n"))
+                if match := regex.search(line):
+                    return match
+        output = "\n".join(self.lines[-40:])
+        raise AssertionError(f"no line matching {pattern!r} from {self.args} within {timeout}s:\n{output}")
+
+    def read_rest(self, timeout: float = 10.0) -> str:
+        """Wait for exit and return all output."""
+        out, _ = self.popen.communicate(timeout=timeout)
+        self.lines.extend((out or "").splitlines())
+        return "\n".join(self.lines)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the child's whole process group (it is its own session leader)."""
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self.popen.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def stop(self, timeout: float = 5.0) -> int:
+        """SIGTERM, wait, then SIGKILL; returns the exit code."""
+        self.kill(signal.SIGTERM)
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill(signal.SIGKILL)
+            return self.popen.wait(timeout)
+
+
+class Processes:
+    """Starts children for one test and stops every one of them at teardown."""
+
+    def __init__(self) -> None:
+        self.children: list[Child] = []
+
+    def python(self, *args: str, env: dict[str, str] | None = None) -> Child:
+        """Start ``python <args>`` with the interpreter running the tests."""
+        child = Child([sys.executable, *args], env=env)
+        self.children.append(child)
+        return child
+
+    def stop_all(self) -> None:
+        for child in self.children:
+            child.kill(signal.SIGKILL)
+        for child in self.children:
+            try:
+                child.popen.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+            if child.popen.stdout:
+                child.popen.stdout.close()
+
+
+def processes_fixture() -> Iterator[Processes]:
+    procs = Processes()
+    try:
+        yield procs
+    finally:
+        procs.stop_all()
