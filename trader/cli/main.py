@@ -1,0 +1,20 @@
+"""The ``cli.py`` command tree."""
+
+from __future__ import annotations
+
+import click
+
+from trader.cli.config_cmd import config_group
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="bourse")
+def cli() -> None:
+    """Bourse: drive the trading system from the terminal."""
+
+
+cli.add_command(config_group)
+
+
+def main() -> None:
+    cli(prog_name="cli.py")
