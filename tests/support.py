@@ -7,6 +7,7 @@ the test fails.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import selectors
@@ -85,10 +86,8 @@ class Child:
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the child's whole process group (it is its own session leader)."""
         if self.popen.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.popen.pid, sig)
-            except ProcessLookupError:
-                pass
 
     def stop(self, timeout: float = 5.0) -> int:
         """SIGTERM, wait, then SIGKILL; returns the exit code."""
@@ -116,10 +115,8 @@ class Processes:
         for child in self.children:
             child.kill(signal.SIGKILL)
         for child in self.children:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 child.popen.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
             if child.popen.stdout:
                 child.popen.stdout.close()
 

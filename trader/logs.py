@@ -73,7 +73,9 @@ def setup_logging(service: str, data_dir: Path, config: LoggingConfig | None = N
 
     if config.json:
         jsonl = logging.handlers.RotatingFileHandler(
-            folder / f"{service}.jsonl", maxBytes=config.max_bytes, backupCount=config.backup_count,
+            folder / f"{service}.jsonl",
+            maxBytes=config.max_bytes,
+            backupCount=config.backup_count,
             encoding="utf-8",
         )
         jsonl.setFormatter(JsonLinesFormatter())

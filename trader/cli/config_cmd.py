@@ -20,8 +20,12 @@ def check(configs_dir: Path) -> Outcome:
     if not results:
         return failure(f"{configs_dir}: no configuration files found", rows)
     if bad:
-        return failure(f"{len(bad)} of {len(results)} configuration files are invalid", rows, "invalid_config",
-                       human=_table)
+        return failure(
+            f"{len(bad)} of {len(results)} configuration files are invalid",
+            rows,
+            "invalid_config",
+            human=_table,
+        )
     return success(rows, human=_table)
 
 
@@ -41,8 +45,14 @@ def config_group() -> None:
 
 
 @config_group.command("check")
-@click.option("--dir", "configs_dir", type=click.Path(path_type=Path), default=Path("configs"),
-              show_default=True, help="Folder of configuration files to validate.")
+@click.option(
+    "--dir",
+    "configs_dir",
+    type=click.Path(path_type=Path),
+    default=Path("configs"),
+    show_default=True,
+    help="Folder of configuration files to validate.",
+)
 @json_option
 def check_command(configs_dir: Path, as_json: bool) -> None:
     """Validate every file in configs/ (unknown keys, types, missing files)."""

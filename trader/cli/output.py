@@ -37,8 +37,9 @@ def success(data: Any, human: Callable[[Any], RenderableType] | None = None) -> 
     return Outcome(True, data, human=human)
 
 
-def failure(message: str, data: Any = None, code: str = "error",
-            human: Callable[[Any], RenderableType] | None = None) -> Outcome:
+def failure(
+    message: str, data: Any = None, code: str = "error", human: Callable[[Any], RenderableType] | None = None
+) -> Outcome:
     return Outcome(False, data, message, code, human)
 
 

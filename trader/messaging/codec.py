@@ -125,11 +125,20 @@ def _check_dtype(dtype: np.dtype[Any], where: str) -> None:
 def _encode_column(values: Any, name: Any = None) -> dict[str, Any]:
     """One column (array, Series values, Index) as a msgpack-friendly map."""
     if isinstance(values, pd.RangeIndex):
-        return {"kind": "range", "name": values.name, "start": values.start, "stop": values.stop,
-                "step": values.step}
+        return {
+            "kind": "range",
+            "name": values.name,
+            "start": values.start,
+            "stop": values.stop,
+            "step": values.step,
+        }
     if isinstance(values, pd.MultiIndex):
-        return {"kind": "multi", "name": None, "names": list(values.names),
-                "levels": [_encode_column(values.get_level_values(i)) for i in range(values.nlevels)]}
+        return {
+            "kind": "multi",
+            "name": None,
+            "names": list(values.names),
+            "levels": [_encode_column(values.get_level_values(i)) for i in range(values.nlevels)],
+        }
     if isinstance(values, pd.DatetimeIndex | pd.TimedeltaIndex) and values.freq is not None:
         return {**_encode_column(values.array, values.name), "freq": values.freqstr}
     if isinstance(values, pd.Index | pd.Series):
@@ -138,25 +147,47 @@ def _encode_column(values: Any, name: Any = None) -> dict[str, Any]:
     dtype = getattr(values, "dtype", None)
     if isinstance(dtype, pd.DatetimeTZDtype):
         arr = np.asarray(values.asi8 if hasattr(values, "asi8") else values.view("i8"), dtype="<i8")
-        return {"kind": "tz", "name": name, "tz": _tz_name(dtype.tz), "unit": dtype.unit,
-                "buf": arr.tobytes()}
+        return {
+            "kind": "tz",
+            "name": name,
+            "tz": _tz_name(dtype.tz),
+            "unit": dtype.unit,
+            "buf": arr.tobytes(),
+        }
     if isinstance(dtype, pd.CategoricalDtype):
-        return {"kind": "cat", "name": name, "ordered": bool(dtype.ordered),
-                "codes": _encode_column(np.asarray(values.codes)),
-                "categories": _encode_column(dtype.categories)}
+        return {
+            "kind": "cat",
+            "name": name,
+            "ordered": bool(dtype.ordered),
+            "codes": _encode_column(np.asarray(values.codes)),
+            "categories": _encode_column(dtype.categories),
+        }
     if isinstance(values, pd.arrays.BooleanArray | pd.arrays.IntegerArray | pd.arrays.FloatingArray):
-        return {"kind": "masked", "name": name, "dtype": str(dtype),
-                "data": _encode_column(np.asarray(values._data)),
-                "mask": _encode_column(np.asarray(values._mask))}
+        return {
+            "kind": "masked",
+            "name": name,
+            "dtype": str(dtype),
+            "data": _encode_column(np.asarray(values._data)),  # type: ignore[union-attr]
+            "mask": _encode_column(np.asarray(values._mask)),  # type: ignore[union-attr]
+        }
     if isinstance(dtype, pd.StringDtype):
-        return {"kind": "list", "name": name, "dtype": f"string[{dtype.storage}]",
-                "items": [None if v is pd.NA else v for v in values]}
+        return {
+            "kind": "list",
+            "name": name,
+            "dtype": f"string[{dtype.storage}]",
+            "items": [None if v is pd.NA else v for v in values],
+        }
     arr = np.asarray(values)
     if arr.dtype.kind in _RAW_KINDS and arr.dtype.fields is None and arr.dtype.subdtype is None:
         if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and sys.byteorder == "big"):
             arr = arr.astype(arr.dtype.newbyteorder("<"))
-        return {"kind": "raw", "name": name, "dtype": arr.dtype.str, "shape": list(arr.shape),
-                "buf": np.ascontiguousarray(arr).tobytes()}
+        return {
+            "kind": "raw",
+            "name": name,
+            "dtype": arr.dtype.str,
+            "shape": list(arr.shape),
+            "buf": np.ascontiguousarray(arr).tobytes(),
+        }
     if arr.dtype.kind in "OUS":
         if arr.ndim != 1:
             raise CodecError(f"cannot encode a {arr.ndim}-d object array; only 1-d object columns")
@@ -164,85 +195,123 @@ def _encode_column(values: Any, name: Any = None) -> dict[str, Any]:
     raise CodecError(f"cannot encode column {name!r} of dtype {arr.dtype}")
 
 
+def _decode_raw(col: dict[str, Any], where: str) -> Any:
+    dtype = np.dtype(_as_str(col.get("dtype"), where + ".dtype"))
+    _check_dtype(dtype, where)
+    shape = col.get("shape")
+    if (
+        not isinstance(shape, list)
+        or len(shape) > _MAX_DIMS
+        or not all(isinstance(n, int) and n >= 0 for n in shape)
+    ):
+        raise CodecError(f"{where}: bad shape {shape!r}")
+    buf = col.get("buf")
+    if not isinstance(buf, bytes):
+        raise CodecError(f"{where}: buf must be bytes")
+    count = int(np.prod(shape)) if shape else 1
+    if count * dtype.itemsize != len(buf):
+        raise CodecError(f"{where}: {len(buf)} bytes do not hold shape {shape} of {dtype.str}")
+    return np.frombuffer(buf, dtype=dtype).reshape(shape).copy()
+
+
+def _decode_tz(col: dict[str, Any], where: str) -> Any:
+    buf = col.get("buf")
+    if not isinstance(buf, bytes) or len(buf) % 8:
+        raise CodecError(f"{where}: tz column buf must be int64 bytes")
+    unit = col.get("unit", "ns")
+    if unit not in ("s", "ms", "us", "ns"):
+        raise CodecError(f"{where}: bad datetime unit {unit!r}")
+    tz = _pandas_tz(col.get("tz"))
+    ints = np.frombuffer(buf, dtype="<i8").astype(f"datetime64[{unit}]")
+    return pd.DatetimeIndex(ints).tz_localize("UTC").tz_convert(tz).array
+
+
+def _decode_cat(col: dict[str, Any], where: str) -> Any:
+    codes = _decode_column(col.get("codes"), where + ".codes")
+    categories = _decode_column(col.get("categories"), where + ".categories")
+    if not isinstance(codes, np.ndarray) or codes.dtype.kind != "i":
+        raise CodecError(f"{where}: category codes must be integers")
+    try:
+        return pd.Categorical.from_codes(
+            codes,  # type: ignore[arg-type]
+            categories=pd.Index(categories),
+            ordered=bool(col.get("ordered")),
+        )
+    except ValueError as exc:
+        raise CodecError(f"{where}: {exc}") from exc
+
+
+def _decode_masked(col: dict[str, Any], where: str) -> Any:
+    data = _decode_column(col.get("data"), where + ".data")
+    mask = _decode_column(col.get("mask"), where + ".mask")
+    dtype_name = _as_str(col.get("dtype"), where + ".dtype")
+    if dtype_name not in _MASKED_DTYPES:
+        raise CodecError(f"{where}: masked dtype {dtype_name!r} is not allowed")
+    if not isinstance(mask, np.ndarray) or mask.dtype != bool or mask.shape != getattr(data, "shape", None):
+        raise CodecError(f"{where}: mask must be a bool array as long as the data")
+    array_class, numpy_dtype = _MASKED_DTYPES[dtype_name]
+    if data.dtype != numpy_dtype:
+        raise CodecError(f"{where}: {dtype_name} data must be {numpy_dtype}, got {data.dtype}")
+    return array_class(data, mask)
+
+
+def _decode_list(col: dict[str, Any], where: str) -> Any:
+    items = col.get("items")
+    if not isinstance(items, list):
+        raise CodecError(f"{where}: items must be a list")
+    dtype_name = col.get("dtype")
+    if dtype_name in _STRING_DTYPES:
+        try:
+            return pd.array(items, dtype=_STRING_DTYPES[dtype_name])
+        except ImportError as exc:
+            raise CodecError(f"{where}: {exc}") from exc
+    if dtype_name != "object":
+        raise CodecError(f"{where}: list dtype {dtype_name!r} is not allowed")
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
+
+
+def _decode_range(col: dict[str, Any], where: str) -> Any:
+    try:
+        return pd.RangeIndex(int(col["start"]), int(col["stop"]), int(col["step"]), name=col.get("name"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CodecError(f"{where}: bad range index: {exc}") from exc
+
+
+def _decode_multi(col: dict[str, Any], where: str) -> Any:
+    levels = col.get("levels")
+    if not isinstance(levels, list) or not levels:
+        raise CodecError(f"{where}: multi index needs levels")
+    arrays = [_decode_column(level, f"{where}.levels[{i}]") for i, level in enumerate(levels)]
+    return pd.MultiIndex.from_arrays(arrays, names=col.get("names"))
+
+
+_DECODERS: Final[dict[str, Callable[[dict[str, Any], str], Any]]] = {
+    "raw": _decode_raw,
+    "tz": _decode_tz,
+    "cat": _decode_cat,
+    "masked": _decode_masked,
+    "list": _decode_list,
+    "range": _decode_range,
+    "multi": _decode_multi,
+}
+
+
 def _decode_column(col: Any, where: str) -> Any:
     """The inverse of :func:`_encode_column`; returns a numpy array or a pandas array/Index."""
     if not isinstance(col, dict):
         raise CodecError(f"{where}: column must be a map, got {type(col).__name__}")
-    kind = col.get("kind")
-    if kind == "raw":
-        dtype = np.dtype(_as_str(col.get("dtype"), where + ".dtype"))
-        _check_dtype(dtype, where)
-        shape = col.get("shape")
-        if not isinstance(shape, list) or len(shape) > _MAX_DIMS or not all(
-            isinstance(n, int) and n >= 0 for n in shape
-        ):
-            raise CodecError(f"{where}: bad shape {shape!r}")
-        buf = col.get("buf")
-        if not isinstance(buf, bytes):
-            raise CodecError(f"{where}: buf must be bytes")
-        count = int(np.prod(shape)) if shape else 1
-        if count * dtype.itemsize != len(buf):
-            raise CodecError(f"{where}: {len(buf)} bytes do not hold shape {shape} of {dtype.str}")
-        return np.frombuffer(buf, dtype=dtype).reshape(shape).copy()
-    if kind == "tz":
-        buf = col.get("buf")
-        if not isinstance(buf, bytes) or len(buf) % 8:
-            raise CodecError(f"{where}: tz column buf must be int64 bytes")
-        unit = col.get("unit", "ns")
-        if unit not in ("s", "ms", "us", "ns"):
-            raise CodecError(f"{where}: bad datetime unit {unit!r}")
-        tz = _pandas_tz(col.get("tz"))
-        ints = np.frombuffer(buf, dtype="<i8").astype(f"datetime64[{unit}]")
-        return pd.DatetimeIndex(ints).tz_localize("UTC").tz_convert(tz).array
-    if kind == "cat":
-        codes = _decode_column(col.get("codes"), where + ".codes")
-        categories = _decode_column(col.get("categories"), where + ".categories")
-        if not isinstance(codes, np.ndarray) or codes.dtype.kind != "i":
-            raise CodecError(f"{where}: category codes must be integers")
-        try:
-            return pd.Categorical.from_codes(
-                codes, categories=pd.Index(categories), ordered=bool(col.get("ordered"))
-            )
-        except ValueError as exc:
-            raise CodecError(f"{where}: {exc}") from exc
-    if kind == "masked":
-        data = _decode_column(col.get("data"), where + ".data")
-        mask = _decode_column(col.get("mask"), where + ".mask")
-        dtype_name = _as_str(col.get("dtype"), where + ".dtype")
-        if dtype_name not in _MASKED_DTYPES:
-            raise CodecError(f"{where}: masked dtype {dtype_name!r} is not allowed")
-        if not isinstance(mask, np.ndarray) or mask.dtype != bool or mask.shape != getattr(data, "shape", None):
-            raise CodecError(f"{where}: mask must be a bool array as long as the data")
-        array_class, numpy_dtype = _MASKED_DTYPES[dtype_name]
-        if data.dtype != numpy_dtype:
-            raise CodecError(f"{where}: {dtype_name} data must be {numpy_dtype}, got {data.dtype}")
-        return array_class(data, mask)
-    if kind == "list":
-        items = col.get("items")
-        if not isinstance(items, list):
-            raise CodecError(f"{where}: items must be a list")
-        dtype_name = col.get("dtype")
-        if isinstance(dtype_name, str) and dtype_name.startswith("string["):
-            storage = dtype_name[len("string[") : -1]
-            if storage not in ("python", "pyarrow"):
-                raise CodecError(f"{where}: string storage {storage!r} is not allowed")
-            return pd.array(items, dtype=pd.StringDtype(storage))
-        out = np.empty(len(items), dtype=object)
-        out[:] = items
-        return out
-    if kind == "range":
-        try:
-            return pd.RangeIndex(int(col["start"]), int(col["stop"]), int(col["step"]), name=col.get("name"))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CodecError(f"{where}: bad range index: {exc}") from exc
-    if kind == "multi":
-        levels = col.get("levels")
-        if not isinstance(levels, list) or not levels:
-            raise CodecError(f"{where}: multi index needs levels")
-        arrays = [_decode_column(level, f"{where}.levels[{i}]") for i, level in enumerate(levels)]
-        return pd.MultiIndex.from_arrays(arrays, names=col.get("names"))
-    raise CodecError(f"{where}: unknown column kind {kind!r}")
+    decoder = _DECODERS.get(col.get("kind"))  # type: ignore[arg-type]
+    if decoder is None:
+        raise CodecError(f"{where}: unknown column kind {col.get('kind')!r}")
+    return decoder(col, where)
 
+
+_STRING_DTYPES: Final[dict[str, Any]] = {
+    "string[python]": "string[python]",
+    "string[pyarrow]": "string[pyarrow]",  # needs pyarrow installed on the receiving side
+}
 
 _MASKED_DTYPES: Final[dict[str, tuple[Any, np.dtype[Any]]]] = {
     "boolean": (pd.arrays.BooleanArray, np.dtype(bool)),
@@ -258,15 +327,15 @@ def _as_str(value: Any, where: str) -> str:
     return value
 
 
-def _to_index(col: dict[str, Any], where: str) -> pd.Index:
+def _to_index(col: Any, where: str) -> pd.Index:
     decoded = _decode_column(col, where)
     if isinstance(decoded, pd.Index):
         return decoded
-    index = pd.Index(decoded, name=col.get("name"), tupleize_cols=False)
+    index: pd.Index = pd.Index(decoded, name=col.get("name"), tupleize_cols=False)
     freq = col.get("freq")
     if freq is not None and isinstance(index, pd.DatetimeIndex | pd.TimedeltaIndex):
         try:
-            index.freq = _as_str(freq, where + ".freq")
+            index = type(index)(index, freq=_as_str(freq, where + ".freq"))
         except ValueError as exc:
             raise CodecError(f"{where}: frequency {freq!r} does not fit the index: {exc}") from exc
     return index
@@ -281,11 +350,11 @@ def _ns_since_epoch(value: dt.datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 
-def _default(obj: Any) -> msgpack.ExtType:
+def _default(obj: Any) -> Any:
     packb = _pack_inner
-    if isinstance(obj, pd.Timestamp) or obj is pd.NaT:
-        if obj is pd.NaT:
-            return msgpack.ExtType(EXT_TIMESTAMP, packb([None, None]))
+    if obj is pd.NaT:
+        return msgpack.ExtType(EXT_TIMESTAMP, packb([None, None]))
+    if isinstance(obj, pd.Timestamp):
         return msgpack.ExtType(EXT_TIMESTAMP, packb([obj.as_unit("ns").value, _tz_name(obj.tzinfo)]))
     if isinstance(obj, dt.datetime):
         return msgpack.ExtType(EXT_DATETIME, packb([_ns_since_epoch(obj), _tz_name(obj.tzinfo)]))
@@ -302,8 +371,12 @@ def _default(obj: Any) -> msgpack.ExtType:
             raise CodecError("cannot encode a DataFrame with MultiIndex columns; flatten the column names")
         names = list(obj.columns)
         data = [_encode_column(obj.iloc[:, i].array, names[i]) for i in range(obj.shape[1])]
-        payload = {"columns": names, "data": data, "index": _encode_column(obj.index),
-                   "column_index": _encode_column(obj.columns)}
+        payload = {
+            "columns": names,
+            "data": data,
+            "index": _encode_column(obj.index),
+            "column_index": _encode_column(obj.columns),
+        }
         return msgpack.ExtType(EXT_DATAFRAME, packb(payload))
     if isinstance(obj, pd.Series):
         payload = {"name": obj.name, "values": _encode_column(obj.array), "index": _encode_column(obj.index)}
@@ -311,15 +384,15 @@ def _default(obj: Any) -> msgpack.ExtType:
     if isinstance(obj, np.ndarray):
         return msgpack.ExtType(EXT_NDARRAY, packb(_encode_column(obj)))
     if isinstance(obj, np.bool_):
-        return obj.item()  # type: ignore[no-any-return]
+        return obj.item()
     if isinstance(obj, np.generic):
         if obj.dtype.kind in _RAW_KINDS:
             return msgpack.ExtType(EXT_NPSCALAR, packb(_encode_column(np.array([obj]))))
-        return obj.item()  # type: ignore[no-any-return]
+        return obj.item()
     if obj is pd.NA:
-        return None  # type: ignore[return-value]
+        return None
     if isinstance(obj, tuple | set | frozenset):
-        return list(obj)  # type: ignore[return-value]
+        return list(obj)
     raise CodecError(f"cannot encode object of type {type(obj).__module__}.{type(obj).__qualname__}")
 
 
