@@ -21,7 +21,7 @@ def check(configs_dir: Path) -> Outcome:
         return failure(f"{configs_dir}: no configuration files found", rows)
     if bad:
         return failure(
-            f"{len(bad)} of {len(results)} configuration files are invalid",
+            "\n".join(r.error or "" for r in bad),
             rows,
             "invalid_config",
             human=_table,
@@ -34,7 +34,7 @@ def _table(rows: list[dict[str, Any]]) -> Table:
     table.add_column("file")
     table.add_column("status")
     for row in rows:
-        status = "[green]ok[/]" if row["ok"] else f"[red]{row['error']}[/]"
+        status = "[green]ok[/]" if row["ok"] else "[red]invalid[/]"
         table.add_row(row["file"], status)
     return table
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 from rich.console import Console, RenderableType
+from rich.text import Text
 
 EXIT_ERROR = 1
 
@@ -53,7 +54,9 @@ def emit(outcome: Outcome, as_json: bool) -> None:
         elif outcome.ok and outcome.data is not None:
             Console().print(outcome.data)
         if not outcome.ok:
-            Console(stderr=True).print(f"[bold red]error:[/] {outcome.error}", highlight=False)
+            err = Console(stderr=True, soft_wrap=True)
+            for line in (outcome.error or "failed").splitlines():
+                err.print(Text.assemble(("error: ", "bold red"), line), highlight=False)
     if not outcome.ok:
         sys.exit(EXIT_ERROR)
 
