@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from trader.cli.config_cmd import config_group
+from trader.cli.trader_cmd import ping_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -14,6 +15,7 @@ def cli() -> None:
 
 
 cli.add_command(config_group)
+cli.add_command(ping_command)
 
 
 def main() -> None:

@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Composition root of the trader service: config, logging, RPC and the two PUB sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from trader.config.trader import TraderConfig, ZmqConfig
+from trader.messaging.pubsub import TickPublisher
+from trader.messaging.rpc import RpcServer
+from trader.service.runtime import bootstrap, run_until_signalled, service_arguments
+from trader.service.trader_api import TraderState, build_registry
+
+log = logging.getLogger("trader.service")
+
+
+async def serve(stop: asyncio.Event, state: TraderState) -> None:
+    zmq_config = state.config.zmq
+    server = RpcServer(zmq_config.rpc, build_registry(state))
+    await server.start()
+    with publisher(zmq_config.ticks, zmq_config) as ticks, publisher(zmq_config.events, zmq_config) as events:
+        ticks.start()
+        events.start()
+        serving = asyncio.create_task(server.serve_forever())
+        log.info(
+            "trader service ready: rpc %s, ticks %s, events %s",
+            zmq_config.rpc,
+            ticks.endpoint,
+            events.endpoint,
+        )
+        await stop.wait()
+        log.info("trader service stopping")
+        await server.close(grace=1.0)
+        serving.cancel()
+    log.info("trader service stopped")
+
+
+def publisher(endpoint: str, zmq_config: ZmqConfig) -> TickPublisher:
+    return TickPublisher(
+        endpoint,
+        max_batch=zmq_config.tick_max_batch,
+        linger_ms=zmq_config.tick_linger_ms,
+        sndhwm=zmq_config.send_hwm,
+        heartbeat_s=zmq_config.heartbeat_s,
+    )
+
+
+def main() -> None:
+    args = service_arguments("Bourse trader service", "configs/trader.yaml").parse_args()
+    boot = bootstrap("trader", TraderConfig, args, "configs/trader.yaml")
+    state = TraderState(boot.config, boot.config_path, boot.data_dir)
+    asyncio.run(run_until_signalled(lambda stop: serve(stop, state)))
+
+
+if __name__ == "__main__":
+    main()
