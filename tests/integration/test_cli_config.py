@@ -14,6 +14,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     return subprocess.run(
         [sys.executable, str(ROOT / "cli.py"), *args],
         capture_output=True,
+        check=False,
         text=True,
         cwd=ROOT,
         timeout=60,

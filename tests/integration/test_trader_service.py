@@ -67,6 +67,7 @@ def test_trader_service_when_config_key_is_wrong_then_exit_2_with_one_line_namin
         [sys.executable, "services/trader_service.py", "--config", str(bad), "--data-dir", str(tmp_path)],
         cwd=ROOT,
         capture_output=True,
+        check=False,
         text=True,
         timeout=60,
     )
@@ -83,6 +84,7 @@ def test_cli_ping_when_trader_runs_then_ok_and_when_absent_then_one_line_error(
         [sys.executable, "cli.py", "ping", "--endpoint", endpoints["rpc"], "--json"],
         cwd=ROOT,
         capture_output=True,
+        check=False,
         text=True,
         timeout=60,
     )
@@ -94,6 +96,7 @@ def test_cli_ping_when_trader_runs_then_ok_and_when_absent_then_one_line_error(
         [sys.executable, "cli.py", "ping", "--endpoint", nobody, "--timeout", "0.5"],
         cwd=ROOT,
         capture_output=True,
+        check=False,
         text=True,
         timeout=60,
     )
