@@ -47,40 +47,56 @@ class Child:
             cwd=ROOT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
             start_new_session=True,
-            text=True,
         )
         self.lines: list[str] = []
+        self._partial = b""
+        self._eof = False
 
     @property
     def pid(self) -> int:
         return self.popen.pid
 
     def wait_for_line(self, pattern: str, timeout: float = 20.0) -> re.Match[str]:
-        """Block until a line of output matches ``pattern``; fail with the output seen so far."""
+        """Block until a line of output matches ``pattern``; fail with the output seen so far.
+
+        Reads the pipe's file descriptor directly (no buffered readline), so several lines that
+        arrive in one chunk are all seen.
+        """
         regex = re.compile(pattern)
-        for line in self.lines:
-            if match := regex.search(line):
-                return match
+        checked = 0
         assert self.popen.stdout is not None
+        fd = self.popen.stdout.fileno()
         deadline = time.monotonic() + timeout
         with selectors.DefaultSelector() as sel:
-            sel.register(self.popen.stdout, selectors.EVENT_READ)
-            while (remaining := deadline - time.monotonic()) > 0:
+            sel.register(fd, selectors.EVENT_READ)
+            while True:
+                for line in self.lines[checked:]:
+                    if match := regex.search(line):
+                        return match
+                checked = len(self.lines)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._eof:
+                    break
                 if not sel.select(remaining):
                     continue
-                line = self.popen.stdout.readline()
-                if not line:
-                    break
-                self.lines.append(line.rstrip("\n"))
-                if match := regex.search(line):
-                    return match
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    self._eof = True
+                    if self._partial:
+                        self.lines.append(self._partial.decode(errors="replace"))
+                        self._partial = b""
+                    continue
+                *complete, self._partial = (self._partial + chunk).split(b"\n")
+                self.lines.extend(line.decode(errors="replace") for line in complete)
         output = "\n".join(self.lines[-40:])
         raise AssertionError(f"no line matching {pattern!r} from {self.args} within {timeout}s:\n{output}")
 
     def read_rest(self, timeout: float = 10.0) -> str:
         """Wait for exit and return all output."""
         out, _ = self.popen.communicate(timeout=timeout)
-        self.lines.extend((out or "").splitlines())
+        rest = self._partial + (out or b"")
+        self._partial = b""
+        self.lines.extend(rest.decode(errors="replace").splitlines())
         return "\n".join(self.lines)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:

