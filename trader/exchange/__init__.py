@@ -1,0 +1,1 @@
+"""Bourse paper exchange: a TWS API server (protocol, matching engine, session)."""
