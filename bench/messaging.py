@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import messaging_fanout  # noqa: E402
-import messaging_rpc  # noqa: E402
+import messaging_fanout
+import messaging_rpc
 
 
 def main() -> None:
