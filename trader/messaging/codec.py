@@ -495,22 +495,21 @@ class Packer:
         self._pack = msgpack.Packer(default=_default, use_bin_type=True, datetime=False).pack
 
     def __call__(self, obj: Any) -> bytes:
-        try:
-            return self._pack(obj)  # type: ignore[no-any-return]
-        except CodecError:
-            raise
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise CodecError(f"cannot encode {type(obj).__name__}: {exc}") from exc
+        return _guarded(self._pack, obj)
 
 
-def encode(obj: Any) -> bytes:
-    """Encode ``obj`` to msgpack bytes; raises :class:`CodecError` naming what cannot be sent."""
+def _guarded(pack: Callable[[Any], bytes], obj: Any) -> bytes:
     try:
-        return _pack_inner(obj)
+        return pack(obj)
     except CodecError:
         raise
     except (TypeError, ValueError, OverflowError) as exc:
         raise CodecError(f"cannot encode {type(obj).__name__}: {exc}") from exc
+
+
+def encode(obj: Any) -> bytes:
+    """Encode ``obj`` to msgpack bytes; raises :class:`CodecError` naming what cannot be sent."""
+    return _guarded(_pack_inner, obj)
 
 
 def decode(data: bytes) -> Any:
