@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trader.config.exchange import ExchangeConfig
 from trader.config.schema import ConfigError, load
 from trader.config.trader import TraderConfig
 
 SCHEMAS: Mapping[str, type[Any]] = {
     "trader.yaml": TraderConfig,
+    "exchange.yaml": ExchangeConfig,
 }
 """File name in configs/ -> the dataclass it loads into. Each new config file registers here."""
 

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from trader.config import ConfigError
 from trader.config.schema import build, read_yaml
-from trader.exchange.sessions import Calendar, parse_window
+from trader.exchange.sessions import Calendar, always_open_calendar, parse_window
 
 SecType = Literal["STK", "FUT", "CASH"]
 SEC_TYPES: tuple[str, ...] = ("STK", "FUT", "CASH")
@@ -305,17 +305,36 @@ def _same_number(text: str, value: float) -> bool:
 # -- loading ---------------------------------------------------------------------------------------
 
 
-def load_universe(path: Path | None = None) -> Universe:
-    """Load and validate a universe file; the shipped ``trader/exchange/universe.yaml`` by default."""
+def load_universe(path: Path | None = None, *, always_open: bool = False) -> Universe:
+    """Load and validate a universe file; the shipped ``trader/exchange/universe.yaml`` by default.
+
+    ``always_open=True`` replaces every instrument's trading and liquid hours by a 24/7 calendar in
+    the instrument's own time zone (see :func:`with_always_open_hours`)."""
     if path is not None:
-        return parse_universe(read_yaml(path), str(path))
+        return parse_universe(read_yaml(path), str(path), always_open=always_open)
     ref = importlib.resources.files("trader.exchange") / "universe.yaml"
     with importlib.resources.as_file(ref) as shipped:
-        return parse_universe(read_yaml(shipped), "universe.yaml")
+        return parse_universe(read_yaml(shipped), "universe.yaml", always_open=always_open)
 
 
-def parse_universe(data: Any, source: str) -> Universe:
-    """Build a :class:`Universe` from parsed YAML; ``source`` names the file in errors."""
+def with_always_open_hours(universe: Universe) -> Universe:
+    """The same instruments with trading and liquid hours replaced by a 24/7 calendar (one per
+    time zone, so each instrument keeps its zone): the market quotes at any time, every instant is
+    in regular trading hours, and bars have no session gaps. Sessions run local midnight to
+    midnight, so DAY orders expire and MOC/LOC orders execute at local midnight."""
+    calendars: dict[str, Calendar] = {}
+    instruments = []
+    for inst in universe:
+        zone = inst.calendar.time_zone
+        if zone not in calendars:
+            calendars[zone] = always_open_calendar(zone)
+        instruments.append(dataclasses.replace(inst, calendar=calendars[zone]))
+    return Universe(instruments, universe.source)
+
+
+def parse_universe(data: Any, source: str, *, always_open: bool = False) -> Universe:
+    """Build a :class:`Universe` from parsed YAML; ``source`` names the file in errors.
+    ``always_open``: see :func:`load_universe`."""
     if isinstance(data, Mapping):
         data = _dates_to_text(data)
     spec = build(UniverseSpec, data, source)
@@ -364,7 +383,8 @@ def parse_universe(data: Any, source: str) -> Universe:
         instruments.append(inst)
     if not instruments:
         raise ConfigError(source, "instruments", "must list at least one instrument")
-    return Universe(instruments, source)
+    universe = Universe(instruments, source)
+    return with_always_open_hours(universe) if always_open else universe
 
 
 def _dates_to_text(value: Any) -> Any:

@@ -224,6 +224,20 @@ class Calendar:
         return ";".join(parts)
 
 
+ALWAYS_OPEN_WINDOW = "mon-sun 00:00-24:00"
+"""The weekly template of an always-open calendar: one session per local calendar day."""
+
+
+def always_open_calendar(time_zone: str, name: str = "always_open") -> Calendar:
+    """A 24/7 calendar in ``time_zone``: trading and liquid hours both cover every instant, one
+    session per local day ``[00:00, 24:00)`` (trade date = that day), no holidays. Sessions are
+    back to back, so the market never stops quoting, every instant is inside regular trading
+    hours, daily bars have 24 hours and intraday bars have no session gaps. A session still ends at
+    local midnight: DAY orders expire and MOC/LOC orders execute then."""
+    window = parse_window(ALWAYS_OPEN_WINDOW)
+    return Calendar(name, time_zone, [window], [window])
+
+
 class OpenState:
     """Caches :meth:`Calendar.state` per (rth) until the next open/close: O(1) per query."""
 
