@@ -23,7 +23,11 @@ ensure_venv() {
     "$(find_python)" -m venv "$VENV"
   fi
   stamp="$VENV/.bourse-installed${extra:+-$extra}"
-  want="$(cat pyproject.toml | cksum)"
+  want="$(cksum < pyproject.toml)"
+  # An install with the dev extra includes the plain one.
+  if [[ -z "$extra" && -f "$VENV/.bourse-installed-dev" && "$(cat "$VENV/.bourse-installed-dev")" == "$want" ]]; then
+    return 0
+  fi
   if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
     echo "installing $target into $VENV" >&2
     local log="$VENV/install.log"

@@ -23,12 +23,11 @@ async def serve(stop: asyncio.Event, state: TraderState) -> None:
         ticks.start()
         events.start()
         serving = asyncio.create_task(server.serve_forever())
-        log.info(
-            "trader service ready: rpc %s, ticks %s, events %s",
-            zmq_config.rpc,
-            ticks.endpoint,
-            events.endpoint,
+        ready = (
+            f"trader service ready: rpc {zmq_config.rpc}, ticks {ticks.endpoint}, events {events.endpoint}"
         )
+        log.info(ready)
+        print(ready, flush=True)
         await stop.wait()
         log.info("trader service stopping")
         await server.close(grace=1.0)

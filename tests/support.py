@@ -123,7 +123,11 @@ class Processes:
 
     def python(self, *args: str, env: dict[str, str] | None = None) -> Child:
         """Start ``python <args>`` with the interpreter running the tests."""
-        child = Child([sys.executable, *args], env=env)
+        return self.spawn([sys.executable, *args], env=env)
+
+    def spawn(self, args: Sequence[str], env: dict[str, str] | None = None) -> Child:
+        """Start any command (in its own session, killed with its group at teardown)."""
+        child = Child(args, env=env)
         self.children.append(child)
         return child
 
