@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from ib_async import IB
 
-from tests.support import Child, Processes, free_port
+from tests.support import Child, Processes, free_endpoint, free_port
 from trader.exchange.instruments import load_universe
 from trader.exchange.protocol import encode_fields
 
@@ -64,6 +64,8 @@ class ExchangeProcess:
     data_dir: Path
     child: Child
     args: list[str] = field(default_factory=list)
+    control: str = ""
+    """The control RPC endpoint (always a free port in tests, never the default 42010)."""
 
     @property
     def log_file(self) -> Path:
@@ -93,9 +95,11 @@ def start_exchange(
     """Start ``services/exchange_service.py`` and wait until it listens."""
     port = free_port() if port is None else port
     argv = ["--port", str(port), "--data-dir", str(data_dir), *args]
-    child = procs.python("services/exchange_service.py", *argv, env={**FAST_MARKET_ENV, **(env or {})})
+    full_env = {"BOURSE_EXCHANGE_CONTROL_RPC": free_endpoint(), **FAST_MARKET_ENV, **(env or {})}
+    child = procs.python("services/exchange_service.py", *argv, env=full_env)
     match = child.wait_for_line(r"exchange ready on ([\d.]+):(\d+)", timeout=timeout)
-    return ExchangeProcess(match.group(1), int(match.group(2)), data_dir, child, argv)
+    control = full_env["BOURSE_EXCHANGE_CONTROL_RPC"]
+    return ExchangeProcess(match.group(1), int(match.group(2)), data_dir, child, argv, control)
 
 
 async def connect(exchange: ExchangeProcess, client_id: int | None = None, within: float = 5.0) -> IB:

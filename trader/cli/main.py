@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from trader.cli.config_cmd import config_group
+from trader.cli.exchange_cmd import exchange_group
 from trader.cli.trader_cmd import ping_command
 
 
@@ -16,6 +17,7 @@ def cli() -> None:
 
 cli.add_command(config_group)
 cli.add_command(ping_command)
+cli.add_command(exchange_group)
 
 
 def main() -> None:

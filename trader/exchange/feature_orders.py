@@ -15,6 +15,11 @@ Who sees what (TWS semantics): a client sees its own orders and executions. The 
 every other client's order updates and executions, and its reqOpenOrders / reqExecutions cover
 all clients. reqAllOpenOrders and reqCompletedOrders cover every client. Errors are never copied
 to the master (ib_async would apply another client's order id to its own trades).
+
+Faults (:mod:`trader.exchange.faults`): before the engine sees an order request, the exchange's
+fault state may refuse it (connectivity lost, or a queued ``reject-next``). A refused new order
+gets an openOrder + orderStatus with the refusal's status (Inactive / Cancelled), then the error;
+its id and a permId count as used. Other refusals are the error alone.
 """
 
 from __future__ import annotations
@@ -35,8 +40,10 @@ from trader.exchange.events import (
     OrderStatusEvent,
     WhatIfEvent,
 )
+from trader.exchange.faults import OrderRequest, Refusal, faults_of
 from trader.exchange.instruments import Instrument, Universe
 from trader.exchange.market import Quote
+from trader.exchange.matching import MatchingEngine
 from trader.exchange.orders import NO_SECURITY, UNSUPPORTED_TYPE, Order, is_set, rejected
 from trader.exchange.protocol import (
     ApiRequest,
@@ -185,6 +192,14 @@ def parse_filter_time(text: str, tz: ZoneInfo) -> int | None:
         when = datetime.strptime(f"{date_part} {time_part or '00:00:00'}", "%Y%m%d %H:%M:%S")
         when = when.replace(tzinfo=ZoneInfo(zone.strip()) if zone.strip() else tz)
     return int(when.timestamp()) * NS
+
+
+def _use_order_id(engine: MatchingEngine, client_id: int, order_id: int) -> None:
+    """Count ``order_id`` as used by ``client_id`` (nextValidId goes above it, as TWS does for a
+    rejected order). The engine only counts the orders it took; its id table is the one the
+    persistence layer saves (trader/exchange/state.py reads it the same way)."""
+    ids = engine._next_ids
+    ids[client_id] = max(ids.get(client_id, 1), order_id + 1)
 
 
 # -- the feature ----------------------------------------------------------------------------------
@@ -346,15 +361,49 @@ class OrdersFeature:
             session.send_error(order_id, UNSUPPORTED_TYPE[0], f"{UNSUPPORTED_TYPE[1]} (order conditions)")
             return
         order = engine_order(order_id, session.client_id, inst, spec, core.account_id)
+        kind: OrderRequest = "what_if" if order.whatIf else "new"
+        if kind == "new" and core.engine.order(session.client_id, order_id) is not None:
+            kind = "modify"
+        refusal = faults_of(core.extensions).order_gate(kind)
+        if refusal is not None and refusal.status is None:  # the order (if any) stays as it was
+            session.send_error(order_id, refusal.code, refusal.text)
+            return
         self.specs(core).put(order.key, contract_of(inst, request.contract.exchange or None), spec)
+        if refusal is not None:
+            self._reject(session, order, refusal)
+            return
         core.publish(core.engine.place(order, core.clock()))
+
+    def _reject(self, session: Session, order: Order, refusal: Refusal) -> None:
+        """End a new order the fault state refused with the refusal's status, then its error."""
+        core = session.core
+        now = core.clock()
+        assert refusal.status is not None
+        order = dataclasses.replace(order, permId=core.engine.next_perm_id)
+        core.engine.next_perm_id += 1
+        _use_order_id(core.engine, order.clientId, order.orderId)
+        status = OrderStatusEvent(order, refusal.status, 0.0, order.totalQuantity, 0.0, 0.0, "", now)
+        error = ErrorEvent(order.clientId, order.orderId, refusal.code, refusal.text, now)
+        if faults_of(core.extensions).connectivity_lost:  # reports are held: tell this client now
+            self._send_status(session, status)
+            session.send_error(error.reqId, error.code, error.text)
+        else:
+            core.publish([status, error])
 
     def cancel_order(self, session: Session, request: CancelOrder) -> None:
         core = session.core
+        refusal = faults_of(core.extensions).order_gate("cancel")
+        if refusal is not None:
+            session.send_error(request.orderId, refusal.code, refusal.text)
+            return
         core.publish(core.engine.cancel(request.orderId, session.client_id, core.clock()))
 
     def global_cancel(self, session: Session, request: ReqGlobalCancel) -> None:
         core = session.core
+        refusal = faults_of(core.extensions).order_gate("cancel")
+        if refusal is not None:
+            session.send_error(-1, refusal.code, refusal.text)
+            return
         core.publish(core.engine.global_cancel(core.clock()))
 
     def req_open_orders(self, session: Session, request: ReqOpenOrders) -> None:

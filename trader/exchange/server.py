@@ -15,8 +15,14 @@ Every ``clock_interval_ms`` the server calls ``engine.advance(clock())``, publis
 session. The features own the TWS messages; the server only routes and survives: an exception in
 a hook is logged and the loop carries on.
 
-Fault hooks for a control RPC (all synchronous, return what they did): :meth:`disconnect_all`,
-:meth:`refuse_connections`, :meth:`broadcast_error`, :meth:`delay_sends`, :meth:`step`.
+Fault hooks for the control RPC (:mod:`trader.exchange.control`; all synchronous, return what
+they did): :meth:`disconnect_all`, :meth:`refuse_connections`, :meth:`broadcast_error`,
+:meth:`delay_sends`, :meth:`step`, :meth:`release_held`, :meth:`drop_market_data`. The fault
+state (:class:`~trader.exchange.faults.FaultState`, ``core.extensions["faults"]``) changes what
+the server does: while connectivity is lost, engine events are held (delivered by
+:meth:`release_held`) and the features' ``on_step`` do not run (no data reaches clients); every
+started client gets the notices of the faults in effect (farms not OK, connectivity lost) at the
+first step after its startApi.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from typing import Any
 from trader.config.exchange import ExchangeConfig
 from trader.exchange.commissions import CommissionSchedule
 from trader.exchange.events import Event, ExecutionEvent, OrderStatusEvent
+from trader.exchange.faults import faults_of
 from trader.exchange.feature_account import AccountFeature
 from trader.exchange.feature_connect import ConnectFeature, reply_unsupported
 from trader.exchange.feature_orders import OrdersFeature
@@ -47,6 +54,9 @@ from trader.exchange.session_api import Clock, ExchangeCore, Feature, Handler
 log = logging.getLogger("trader.exchange.server")
 
 NS = 1_000_000_000
+MARKET_DATA_FEATURES = frozenset({"market"})
+"""Features whose per-session state is market data subscriptions (dropped on "data lost")."""
+_GREETED = "faults.greeted"
 
 
 class ExchangeServer:
@@ -88,6 +98,9 @@ class ExchangeServer:
         self._last_save = float("-inf")
         self.refusing_until = 0.0
         self.steps = 0
+        self.started_at = time.monotonic()
+        self.faults = faults_of(core.extensions)
+        self._held: list[Event] = []
         core.publish = self.publish
 
     @staticmethod
@@ -114,6 +127,7 @@ class ExchangeServer:
         started = time.perf_counter()
         self.step()
         log.info("market warmed up in %.0f ms", (time.perf_counter() - started) * 1000)
+        self.started_at = time.monotonic()
         await self._listen()
         self._clock_task = asyncio.create_task(self._clock_loop(), name="exchange-clock")
         return self.host, self.port
@@ -211,6 +225,12 @@ class ExchangeServer:
         self.steps += 1
         self.publish(events)
         for session in self.started_sessions():
+            if _GREETED not in session.extensions:
+                session.extensions[_GREETED] = True
+                for code, text in self.faults.greeting():
+                    session.send_error(-1, code, text)
+            if self.faults.connectivity_lost:
+                continue
             for feature in self.features:
                 try:
                     feature.on_step(session, quotes, now)
@@ -220,11 +240,15 @@ class ExchangeServer:
 
     def publish(self, events: Sequence[Event]) -> None:
         """Route engine events to every started session through the features' ``on_events``; save
-        the state when orders or fills changed (see :meth:`_schedule_save`)."""
+        the state when orders or fills changed (see :meth:`_schedule_save`). While connectivity
+        is lost the events are held for :meth:`release_held`."""
         if not events:
             return
         if self.store is not None and any(isinstance(e, OrderStatusEvent | ExecutionEvent) for e in events):
             self._schedule_save()
+        if self.faults.connectivity_lost:
+            self._held.extend(events)
+            return
         for session in self.started_sessions():
             for listener in self._listeners:
                 try:
@@ -318,17 +342,49 @@ class ExchangeServer:
         self.send_delay_s = max(0.0, seconds)
         log.warning("outgoing messages delayed by %.3f s", self.send_delay_s)
 
+    def release_held(self) -> int:
+        """Deliver the events held while connectivity was lost; returns how many."""
+        held, self._held = self._held, []
+        self.publish(held)
+        return len(held)
+
+    def discard_held(self) -> int:
+        """Forget the held events (the account was reset); returns how many."""
+        count = len(self._held)
+        self._held.clear()
+        return count
+
+    def drop_market_data(self) -> int:
+        """Forget every client's market data subscriptions (TWS's "data lost"): the market
+        features' ``on_close`` for each started session; returns how many sessions."""
+        sessions = self.started_sessions()
+        for session in sessions:
+            for feature in self.features:
+                if feature.name in MARKET_DATA_FEATURES:
+                    feature.on_close(session)
+        return len(sessions)
+
     def status(self) -> dict[str, Any]:
         return {
             "host": self.host,
             "port": self.port,
             "listening": self._server is not None,
+            "refusing_for_s": max(0.0, self.refusing_until - _loop_time()) if self._server is None else 0.0,
             "connections": len(self.sessions),
             "clients": sorted(self.clients),
+            "uptime_s": round(time.monotonic() - self.started_at, 3),
             "steps": self.steps,
             "send_delay_s": self.send_delay_s,
+            "held_events": len(self._held),
             "saves": self.store.saves if self.store is not None else 0,
         }
+
+
+def _loop_time() -> float:
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return time.monotonic()
 
 
 # -- assembly -----------------------------------------------------------------------------------------
