@@ -13,8 +13,8 @@ from tests.support import ROOT
 @pytest.mark.parametrize(
     "command",
     [
-        ["ruff", "check", "."],
-        ["ruff", "format", "--check", "."],
+        ["ruff", "check", "--no-cache", "."],
+        ["ruff", "format", "--no-cache", "--check", "."],
         ["mypy"],
     ],
     ids=["ruff-check", "ruff-format", "mypy"],
