@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Composition root of the trader service: config, logging, RPC and the two PUB sockets."""
+"""Composition root of the trader service: config, logging, the two PUB sockets, the trader app
+(IB session, book, risk gate, store) and its RPC. Starts even while IB is down (it keeps trying)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,20 @@ from trader.messaging.pubsub import TickPublisher
 from trader.messaging.rpc import RpcServer
 from trader.service.runtime import bootstrap, run_until_signalled, service_arguments
 from trader.service.trader_api import TraderState, build_registry
+from trader.service.trader_app import TraderApp
 
 log = logging.getLogger("trader.service")
 
 
 async def serve(stop: asyncio.Event, state: TraderState) -> None:
     zmq_config = state.config.zmq
-    server = RpcServer(zmq_config.rpc, build_registry(state))
-    await server.start()
     with publisher(zmq_config.ticks, zmq_config) as ticks, publisher(zmq_config.events, zmq_config) as events:
         ticks.start()
         events.start()
+        app = TraderApp(state, ticks, events)
+        await app.start()
+        server = RpcServer(zmq_config.rpc, build_registry(state, app))
+        await server.start()
         serving = asyncio.create_task(server.serve_forever())
         ready = (
             f"trader service ready: rpc {zmq_config.rpc}, ticks {ticks.endpoint}, events {events.endpoint}"
@@ -32,6 +36,7 @@ async def serve(stop: asyncio.Event, state: TraderState) -> None:
         log.info("trader service stopping")
         await server.close(grace=1.0)
         serving.cancel()
+        await app.close()
     log.info("trader service stopped")
 
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import ROOT, Processes, free_endpoint
+from tests.support import ROOT, Processes, free_endpoint, free_port
 from trader.messaging.pubsub import TickSubscriber
 from trader.messaging.rpc import RpcClient
 
@@ -20,6 +20,7 @@ def trader_env(tmp_path: Path) -> tuple[dict[str, str], dict[str, str]]:
     env = {f"BOURSE_ZMQ_{name.upper()}": ep for name, ep in endpoints.items()}
     env["BOURSE_DATA_DIR"] = str(tmp_path / "state")
     env["BOURSE_ZMQ_HEARTBEAT_S"] = "0.1"
+    env["BOURSE_IB_PORT"] = str(free_port())  # nobody listens: the trader keeps retrying IB meanwhile
     return env, endpoints
 
 
@@ -38,6 +39,7 @@ def test_trader_service_when_started_then_rpc_answers_and_state_lives_in_data_di
     assert status["store_uri"] == f"lmdb://{tmp_path / 'state' / 'arctic'}"
     assert status["endpoints"] == endpoints
     assert config["config"]["zmq"]["heartbeat_s"] == 0.1
+    assert status["ib"]["state"] in ("disconnected", "connecting") and status["ib"]["connected"] is False
     assert "trader service ready" in (tmp_path / "state" / "logs" / "trader.log").read_text()
 
     service.kill(signal.SIGTERM)

@@ -1,0 +1,540 @@
+"""Orders between the RPC, the book and IB: checking, building, placing, cancelling, modifying.
+
+* :func:`check_spec` checks an RPC request's order terms (raising :class:`BadOrder` naming the
+  culprit) into an :class:`OrderSpec`; :func:`quantity_for_cash` turns a cash amount into a
+  quantity.
+* :func:`build_legs` turns a spec into the ib_async orders to place: one, or a bracket (the parent,
+  then a take-profit LMT and/or a stop-loss STP on the other side, sent with ``transmit`` on the
+  last leg only so IB activates them together); :func:`order_requests` are the book's requests of
+  the same legs (children's client order ids: ``<id>.tp``, ``<id>.sl``).
+* :func:`modified` is a copy of a working ib_async order with new terms.
+* :class:`OrderDesk` places (idempotent on the client order id, through the risk gate),
+  cancels and modifies for the trader app; :class:`TraderError` carries the RPC error code.
+
+Execution algorithms (TWAP, iceberg ...) come later in ``trader/execution``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from ib_async import IB, Contract, LimitOrder, MarketOrder, Order, StopLimitOrder, StopOrder, Trade
+from ib_async.util import UNSET_DOUBLE
+
+from trader.book import (
+    BookConflict,
+    CancelRequested,
+    InvalidTransition,
+    OrderDenied,
+    OrderRequest,
+    OrderState,
+    OrderSubmitted,
+    build_order_ref,
+)
+from trader.book import Order as BookOrder
+from trader.ib.errors import NotConnected
+from trader.risk import NOT_CONNECTED, OrderIntent
+from trader.service.mapping import multiplier_of, symbol_of
+
+if TYPE_CHECKING:
+    from trader.service.trader_app import TraderApp
+
+ORDER_TYPES: Final = ("MKT", "LMT", "STP", "STP LMT", "TRAIL")
+TIFS: Final = ("DAY", "GTC", "IOC", "FOK", "OPG")
+ACTIONS: Final = ("BUY", "SELL")
+TAKE_PROFIT: Final = ".tp"
+STOP_LOSS: Final = ".sl"
+"""Suffixes of a bracket's children's client order ids (``<parent>.tp``, ``<parent>.sl``)."""
+
+
+class BadOrder(ValueError):
+    """The order's terms are invalid (the message names the field)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderSpec:
+    """Checked order terms (prices positive, the ones the type needs present, no others)."""
+
+    action: str
+    quantity: float
+    order_type: str = "MKT"
+    limit_price: float | None = None
+    stop_price: float | None = None
+    trail_amount: float | None = None
+    trail_percent: float | None = None
+    tif: str = "DAY"
+    outside_rth: bool = False
+    take_profit: float | None = None
+    stop_loss: float | None = None
+
+    @property
+    def aux_price(self) -> float | None:
+        """IB's auxPrice: the stop price (STP, STP LMT) or the trailing amount (TRAIL)."""
+        return self.stop_price if self.stop_price is not None else self.trail_amount
+
+    @property
+    def bracket(self) -> bool:
+        return self.take_profit is not None or self.stop_loss is not None
+
+    @property
+    def exit_action(self) -> str:
+        return "SELL" if self.action == "BUY" else "BUY"
+
+
+def _price(name: str, value: float | None) -> float | None:
+    return None if value is None else _positive(name, value)
+
+
+def _positive(name: str, value: float) -> float:
+    if not (math.isfinite(value) and value > 0):
+        raise BadOrder(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _normal(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    text = " ".join(value.upper().replace("_", " ").split())
+    if text not in allowed:
+        raise BadOrder(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+    return text
+
+
+def check_spec(raw: OrderSpec) -> OrderSpec:
+    """``raw`` checked and normalised (upper case, ``STP_LMT`` -> ``STP LMT``); :class:`BadOrder`
+    for anything IB would refuse or Bourse cannot place."""
+    if not (math.isfinite(raw.quantity) and raw.quantity > 0):
+        raise BadOrder(f"quantity must be a positive number, got {raw.quantity!r}")
+    spec = dataclasses.replace(
+        raw,
+        action=_normal("action", raw.action, ACTIONS),
+        quantity=float(raw.quantity),
+        order_type=_normal("order_type", raw.order_type, ORDER_TYPES),
+        tif=_normal("tif", raw.tif, TIFS),
+        limit_price=_price("limit_price", raw.limit_price),
+        stop_price=_price("stop_price", raw.stop_price),
+        trail_amount=_price("trail_amount", raw.trail_amount),
+        trail_percent=_price("trail_percent", raw.trail_percent),
+        take_profit=_price("take_profit", raw.take_profit),
+        stop_loss=_price("stop_loss", raw.stop_loss),
+    )
+    needs_limit = spec.order_type in ("LMT", "STP LMT")
+    needs_stop = spec.order_type in ("STP", "STP LMT")
+    if needs_limit != (spec.limit_price is not None):
+        raise BadOrder(f"limit_price is {'required' if needs_limit else 'not used'} for {spec.order_type}")
+    if needs_stop != (spec.stop_price is not None):
+        raise BadOrder(f"stop_price is {'required' if needs_stop else 'not used'} for {spec.order_type}")
+    if spec.order_type == "TRAIL":
+        if (spec.trail_amount is None) == (spec.trail_percent is None):
+            raise BadOrder("TRAIL needs exactly one of trail_amount and trail_percent")
+        if spec.trail_percent is not None and spec.trail_percent >= 100:
+            raise BadOrder(f"trail_percent must be below 100, got {spec.trail_percent}")
+    elif spec.trail_amount is not None or spec.trail_percent is not None:
+        raise BadOrder(f"trail_amount / trail_percent are not used for {spec.order_type}")
+    if spec.bracket:
+        _check_bracket(spec)
+    return spec
+
+
+def _check_bracket(spec: OrderSpec) -> None:
+    if spec.tif in ("IOC", "FOK"):
+        raise BadOrder(f"a bracket's parent cannot be {spec.tif}: its children would never activate")
+    up = 1.0 if spec.action == "BUY" else -1.0  # a BUY takes profit above, stops out below
+    tp, sl, entry = spec.take_profit, spec.stop_loss, spec.limit_price
+    if tp is not None and sl is not None and (tp - sl) * up <= 0:
+        side = "above" if up > 0 else "below"
+        raise BadOrder(f"take_profit {tp} must be {side} stop_loss {sl} for a {spec.action} bracket")
+    if entry is not None and tp is not None and (tp - entry) * up <= 0:
+        raise BadOrder(f"take_profit {tp} is on the wrong side of limit_price {entry} for {spec.action}")
+    if entry is not None and sl is not None and (entry - sl) * up <= 0:
+        raise BadOrder(f"stop_loss {sl} is on the wrong side of limit_price {entry} for {spec.action}")
+
+
+def quantity_for_cash(
+    cash: float, price: float, multiplier: float = 1.0, *, fractional: bool = False
+) -> float:
+    """The quantity ``cash`` buys at ``price`` (whole units unless ``fractional``); BadOrder if none."""
+    if not (math.isfinite(cash) and cash > 0):
+        raise BadOrder(f"cash_amount must be a positive number, got {cash!r}")
+    if not (math.isfinite(price) and price > 0):
+        raise BadOrder(f"no usable price to size cash_amount {cash} (got {price!r})")
+    raw = cash / (price * multiplier)
+    quantity = raw if fractional else math.floor(raw + 1e-9)
+    if quantity <= 0:
+        raise BadOrder(f"cash_amount {cash} buys less than one unit at {price} x {multiplier:g}")
+    return float(quantity)
+
+
+# -- ib_async orders ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One ib_async order to place: the parent (``suffix`` "") or a bracket child."""
+
+    suffix: str
+    order: Order
+
+    @property
+    def action(self) -> str:
+        return str(self.order.action)
+
+
+def _base(spec: OrderSpec) -> Order:
+    match spec.order_type:
+        case "MKT":
+            return MarketOrder(spec.action, spec.quantity)
+        case "LMT":
+            assert spec.limit_price is not None
+            return LimitOrder(spec.action, spec.quantity, spec.limit_price)
+        case "STP":
+            assert spec.stop_price is not None
+            return StopOrder(spec.action, spec.quantity, spec.stop_price)
+        case "STP LMT":
+            assert spec.limit_price is not None and spec.stop_price is not None
+            return StopLimitOrder(spec.action, spec.quantity, spec.limit_price, spec.stop_price)
+        case _:
+            order = Order(action=spec.action, totalQuantity=spec.quantity, orderType="TRAIL")
+            if spec.trail_amount is not None:
+                order.auxPrice = spec.trail_amount
+            elif spec.trail_percent is not None:
+                order.trailingPercent = spec.trail_percent
+            return order
+
+
+def build_legs(
+    spec: OrderSpec, order_ref: Callable[[str], str], next_id: Callable[[], int], account: str = ""
+) -> list[Leg]:
+    """The orders to place in this order: the parent, then the bracket children (if any).
+
+    ``order_ref(suffix)`` gives each leg's orderRef; ``next_id()`` a fresh IB order id (the
+    children need the parent's)."""
+    parent = _base(spec)
+    parent.orderId = next_id()
+    legs = [Leg("", parent)]
+    children: list[Leg] = []
+    if spec.take_profit is not None:
+        children.append(Leg(TAKE_PROFIT, LimitOrder(spec.exit_action, spec.quantity, spec.take_profit)))
+    if spec.stop_loss is not None:
+        children.append(Leg(STOP_LOSS, StopOrder(spec.exit_action, spec.quantity, spec.stop_loss)))
+    for child in children:
+        child.order.orderId = next_id()
+        child.order.parentId = parent.orderId
+        legs.append(child)
+    for i, leg in enumerate(legs):
+        order = leg.order
+        order.orderRef = order_ref(leg.suffix)
+        order.tif = spec.tif
+        order.outsideRth = spec.outside_rth
+        order.transmit = i == len(legs) - 1
+        if account:
+            order.account = account
+    return legs
+
+
+@dataclass(frozen=True, slots=True)
+class Modification:
+    quantity: float | None = None
+    limit_price: float | None = None
+    stop_price: float | None = None
+    trail_amount: float | None = None
+    trail_percent: float | None = None
+    tif: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return all(v is None for v in dataclasses.astuple(self))
+
+
+def modified(order: Order, change: Modification) -> Order:
+    """A copy of ``order`` with the new terms, checked against its type (BadOrder)."""
+    if change.empty:
+        raise BadOrder("nothing to modify: give quantity, limit_price, stop_price, trail_* or tif")
+    kind = str(order.orderType).upper()
+    new = copy.copy(order)
+    if change.quantity is not None:
+        new.totalQuantity = _positive("quantity", change.quantity)
+    if change.limit_price is not None:
+        if kind not in ("LMT", "STP LMT"):
+            raise BadOrder(f"limit_price is not used for {kind}")
+        new.lmtPrice = _positive("limit_price", change.limit_price)
+    if change.stop_price is not None:
+        if kind not in ("STP", "STP LMT"):
+            raise BadOrder(f"stop_price is not used for {kind}")
+        new.auxPrice = _positive("stop_price", change.stop_price)
+    if change.trail_amount is not None or change.trail_percent is not None:
+        if kind != "TRAIL":
+            raise BadOrder(f"trail_amount / trail_percent are not used for {kind}")
+        if change.trail_amount is not None and change.trail_percent is not None:
+            raise BadOrder("give one of trail_amount and trail_percent")
+        if change.trail_amount is not None:
+            new.auxPrice = _positive("trail_amount", change.trail_amount)
+            new.trailingPercent = UNSET_DOUBLE
+        elif change.trail_percent is not None:
+            new.trailingPercent = _positive("trail_percent", change.trail_percent)
+            new.auxPrice = UNSET_DOUBLE
+    if change.tif is not None:
+        new.tif = _normal("tif", change.tif, TIFS)
+    return new
+
+
+def order_requests(
+    strategy: str, client_order_id: str, contract: Contract, spec: OrderSpec, *, account: str, now_ns: int
+) -> list[OrderRequest]:
+    """The book's requests of an order and its bracket children (same order as :func:`build_legs`)."""
+    legs: list[tuple[str, str, str, float | None, float | None]] = [
+        ("", spec.action, spec.order_type, spec.limit_price, spec.aux_price)
+    ]
+    if spec.take_profit is not None:
+        legs.append((TAKE_PROFIT, spec.exit_action, "LMT", spec.take_profit, None))
+    if spec.stop_loss is not None:
+        legs.append((STOP_LOSS, spec.exit_action, "STP", None, spec.stop_loss))
+    return [
+        OrderRequest(
+            strategy,
+            client_order_id + suffix,
+            int(contract.conId),
+            symbol_of(contract),
+            "BUY" if action == "BUY" else "SELL",
+            spec.quantity,
+            now_ns,
+            order_type,
+            limit,
+            aux,
+            spec.tif,
+            account,
+            multiplier_of(contract),
+        )
+        for suffix, action, order_type, limit, aux in legs
+    ]
+
+
+# -- the order desk: place, cancel, modify --------------------------------------------------------
+
+
+class TraderError(Exception):
+    """A domain error for the RPC caller: ``code`` (``not_connected``, ``refused`` ...) and text."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(f"{code}: {message}")
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceRequest:
+    strategy: str
+    client_order_id: str
+    contract: Contract
+    """Qualified (conId set)."""
+    spec: OrderSpec
+    cash_amount: float | None = None
+    """When set, ``spec.quantity`` is ignored: sized from the cash at the limit or market price."""
+    account: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    created: bool
+    orders: list[BookOrder]
+    """The order, then its bracket children."""
+
+
+class OrderDesk:
+    """Orders of the trader app: the gate, the book, then IB (the app's book, session, gate and
+    ``apply``). Idempotent on the client order id; nothing is sent while IB is not CONNECTED."""
+
+    def __init__(self, app: TraderApp) -> None:
+        self.app = app
+        self._placing: dict[str, asyncio.Future[None]] = {}
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+
+    def notify(self, client_order_id: str) -> None:
+        """The order changed: wake its waiters."""
+        for future in self._waiters.pop(client_order_id, []):
+            if not future.done():
+                future.set_result(None)
+
+    def existing(self, strategy: str, client_order_id: str, action: str) -> Placed | None:
+        """The order already registered under ``client_order_id`` (a repeat), or None; another
+        strategy's or side's order under that id is a ``conflict``."""
+        book = self.app.book
+        order = book.get(client_order_id)
+        if order is None:
+            return None
+        if order.strategy != strategy or order.action != action.upper():
+            what = f"{order.strategy}'s {order.action} {order.symbol}"
+            raise TraderError("conflict", f"client order id {client_order_id} is {what}")
+        children = [c for c in (book.get(client_order_id + s) for s in (TAKE_PROFIT, STOP_LOSS)) if c]
+        return Placed(False, [order, *children])
+
+    async def place(self, request: PlaceRequest) -> Placed:
+        """Place once per client order id: a repeat returns the existing order (``created`` False)."""
+        coid = request.client_order_id
+        while (running := self._placing.get(coid)) is not None:
+            await asyncio.shield(running)
+        repeat = self.existing(request.strategy, coid, request.spec.action)
+        if repeat is not None:
+            return repeat
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._placing[coid] = done
+        try:
+            return await self._place_new(request)
+        finally:
+            del self._placing[coid]
+            done.set_result(None)
+
+    async def _place_new(self, request: PlaceRequest) -> Placed:
+        app, spec, contract = self.app, request.spec, request.contract
+        if not app.session.connected:  # fail fast, before any pricing
+            raise TraderError("not_connected", str(app.gate.connection(app.gate_context())))
+        multiplier = multiplier_of(contract)
+        if request.cash_amount is not None:
+            price = spec.limit_price or spec.stop_price or await self.price(contract)
+            fractional = contract.secType == "CASH"
+            quantity = quantity_for_cash(request.cash_amount, price, multiplier, fractional=fractional)
+            spec = dataclasses.replace(spec, quantity=quantity)
+        account = request.account or app.session.account
+        intent = OrderIntent(
+            request.strategy,
+            request.client_order_id,
+            int(contract.conId),
+            symbol_of(contract),
+            str(contract.secType),
+            spec.action,
+            spec.quantity,
+            spec.order_type,
+            spec.limit_price,
+            spec.aux_price,
+            multiplier,
+            str(contract.currency),
+            account,
+            spec.bracket,
+        )
+        refusal = app.gate.check(intent, app.gate_context())
+        if refusal is not None and refusal.rule == NOT_CONNECTED:
+            raise TraderError("not_connected", refusal.reason)
+        now = time.time_ns()
+        requests = order_requests(
+            request.strategy, request.client_order_id, contract, spec, account=account, now_ns=now
+        )
+        try:
+            orders = [app.book.register(r)[0] for r in requests]
+        except BookConflict as exc:
+            raise TraderError("conflict", str(exc)) from None
+        for order in orders:
+            app.order_changed(order, None)
+        if refusal is not None:
+            for order in orders:
+                app.apply(OrderDenied(order.client_order_id, str(refusal), now), "gate")
+            raise TraderError("refused", str(refusal))
+        try:
+            ib = app.session.require_connected("order")
+            client_id = int(ib.client.clientId)
+            legs = build_legs(
+                spec,
+                lambda suffix: build_order_ref(request.strategy, request.client_order_id + suffix),
+                ib.client.getReqId,
+                request.account,
+            )
+            for leg, order in zip(legs, orders, strict=True):
+                trade = ib.placeOrder(contract, leg.order)
+                submitted = OrderSubmitted(order.client_order_id, int(trade.order.orderId), now, client_id)
+                app.apply(submitted, "place")
+        except (NotConnected, ConnectionError) as exc:
+            for order in orders:
+                if order.state is OrderState.INITIALIZED:
+                    app.apply(OrderDenied(order.client_order_id, f"not sent: {exc}", now), "place")
+            raise TraderError("not_connected", str(exc)) from None
+        return Placed(True, [app.book.order(o.client_order_id) for o in orders])
+
+    async def price(self, contract: Contract) -> float:
+        """A price to size a cash amount: the last tick's mid (or trade), else a snapshot."""
+        mark = self.app.marks.get(int(contract.conId))
+        if mark:
+            return mark
+        tick = await self.app.md.snapshot(contract, timeout=5.0)
+        for value in ((tick.bid + tick.ask) / 2, tick.last):
+            if math.isfinite(value) and value > 0:
+                return value
+        raise BadOrder(f"no price for {symbol_of(contract)} to size a cash amount")
+
+    async def wait(self, client_order_id: str, done: Callable[[BookOrder], bool], within: float) -> BookOrder:
+        """The order once ``done(order)`` holds, or as it is after ``within`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        order = self.app.book.order(client_order_id)
+        while not done(order) and (remaining := deadline - loop.time()) > 0:
+            future: asyncio.Future[None] = loop.create_future()
+            self._waiters.setdefault(client_order_id, []).append(future)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(future, remaining)
+            order = self.app.book.order(client_order_id)
+        return order
+
+    def order(self, client_order_id: str, strategy: str | None = None) -> BookOrder:
+        """The book's order (of ``strategy`` when given), else ``unknown_order``."""
+        order = self.app.book.get(client_order_id)
+        if order is None or (strategy is not None and order.strategy != strategy):
+            owner = f" of {strategy}" if strategy else ""
+            raise TraderError("unknown_order", f"no order {client_order_id}{owner}")
+        return order
+
+    def _connected(self, what: str) -> IB:
+        try:
+            return self.app.session.require_connected(what)
+        except NotConnected as exc:
+            raise TraderError("not_connected", str(exc)) from None
+
+    @staticmethod
+    def _ib_order(ib: IB, order: BookOrder) -> tuple[Trade | None, Order]:
+        """ib_async's trade of one of our orders (IB lets only the placing client change it)."""
+        if order.is_external or order.client_id != ib.client.clientId:
+            who = "outside Bourse" if order.is_external else f"by client {order.client_id}"
+            raise TraderError(
+                "refused", f"order {order.client_order_id} was placed {who}: only it can change it"
+            )
+        trade = ib.wrapper.trades.get((order.client_id, order.order_id))
+        if trade is not None:
+            return trade, trade.order
+        return None, Order(orderId=order.order_id, clientId=order.client_id, permId=order.perm_id)
+
+    def cancel(self, client_order_id: str, strategy: str | None = None) -> BookOrder:
+        """Cancel: locally when never sent, else CancelRequested then cancelOrder; ``too_late``
+        when it is done (or the book refuses the transition)."""
+        app, order = self.app, self.order(client_order_id, strategy)
+        if order.state.is_done:
+            raise TraderError("too_late", f"order {client_order_id} is already {order.state}")
+        now = time.time_ns()
+        if order.state is OrderState.INITIALIZED:
+            app.apply(CancelRequested(client_order_id, now), "cancel")
+            return order
+        ib = self._connected("cancel")
+        _, ib_order = self._ib_order(ib, order)
+        try:
+            order.validate(CancelRequested(client_order_id, now))
+        except InvalidTransition as exc:
+            raise TraderError("too_late", str(exc)) from None
+        outcome = app.apply(CancelRequested(client_order_id, now), "cancel")
+        pending = OrderState.PENDING_CANCEL
+        if outcome is not None and outcome.state is pending and outcome.previous is not pending:
+            ib.cancelOrder(ib_order)  # once: a repeated cancel while pending sends nothing
+        return order
+
+    def modify(self, client_order_id: str, change: Modification, strategy: str | None = None) -> BookOrder:
+        """Send the new terms (placeOrder with the same id); the book takes them from IB's openOrder."""
+        order = self.order(client_order_id, strategy)
+        if not order.state.is_working or order.state is OrderState.PENDING_CANCEL:
+            raise TraderError("too_late", f"order {client_order_id} is {order.state}")
+        ib = self._connected("modify")
+        trade, _ = self._ib_order(ib, order)
+        if trade is None or trade.isDone():
+            raise TraderError("too_late", f"order {client_order_id} is not live at IB")
+        ib.placeOrder(trade.contract, modified(trade.order, change))
+        return order
