@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT, Processes, free_endpoint
+from tests.support import ROOT, Processes, free_endpoint, free_port
 from trader.messaging.pubsub import TickPublisher
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -39,6 +39,7 @@ def test_docs_example_when_run_against_live_services_then_it_exits_zero(
     rpc, ticks, events = free_endpoint(), free_endpoint(), free_endpoint()
     env = {"BOURSE_ZMQ_RPC": rpc, "BOURSE_ZMQ_EVENTS": events, "BOURSE_DATA_DIR": str(tmp_path)}
     env["BOURSE_ZMQ_TICKS"] = free_endpoint()  # the service's own tick socket stays quiet
+    env["BOURSE_IB_PORT"] = str(free_port())  # no TWS there: the trader retries in the background
     procs.python("services/trader_service.py", env=env).wait_for_line("trader service ready")
     code = (
         EXAMPLES[name]

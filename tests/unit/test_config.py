@@ -25,7 +25,7 @@ def write(tmp_path: Path, text: str, name: str = "trader.yaml") -> Path:
 
 def test_trader_config_when_shipped_file_loaded_then_defaults_of_design_are_used() -> None:
     config = load(TraderConfig, SHIPPED, {})
-    assert (config.ib.host, config.ib.port, config.ib.client_id) == ("127.0.0.1", 7497, 1)
+    assert (config.ib.host, config.ib.port, config.ib.client_id) == ("127.0.0.1", 7497, 0)
     assert (config.zmq.rpc, config.zmq.ticks, config.zmq.events) == (
         "tcp://127.0.0.1:42001",
         "tcp://127.0.0.1:42002",
