@@ -289,6 +289,7 @@ class TickSubscriber:
         tracker = self._tracker
         filtering = bool(self._exact)
         messages: list[WireBatch | WireEvent] = []
+        batches = rows = 0
         for _ in range(self.max_drain):
             try:
                 # copy=False and Frame.more: half the cost of recv_multipart (no sockopt call).
@@ -305,20 +306,23 @@ class TickSubscriber:
             except PayloadError as exc:
                 self._malformed(frames, exc)
                 continue
-            if isinstance(msg, WireHeartbeat):
-                self._on_heartbeat(msg)
+            kind = type(msg)
+            if kind is WireHeartbeat:
+                self._on_heartbeat(msg)  # type: ignore[arg-type]
                 continue
-            if filtering and not self.wants(msg.topic):
+            if filtering and not self.wants(msg.topic):  # type: ignore[union-attr]
                 stats.filtered += 1
                 continue
-            if isinstance(msg, WireBatch):
-                tracker.on_batch(msg)
-                stats.batches += 1
-                stats.rows += msg.n
+            if kind is WireBatch:
+                tracker.on_batch(msg)  # type: ignore[arg-type]
+                batches += 1
+                rows += msg.n  # type: ignore[union-attr]
             else:
-                tracker.on_event(msg)
+                tracker.on_event(msg)  # type: ignore[arg-type]
                 stats.events += 1
-            messages.append(msg)
+            messages.append(msg)  # type: ignore[arg-type]
+        stats.batches += batches
+        stats.rows += rows
         stats.drains += 1
         stats.gaps, stats.resets = tracker.gaps, tracker.resets
         stats.dropped_messages, stats.dropped_rows = tracker.dropped_messages, tracker.dropped_rows

@@ -380,7 +380,7 @@ class Schema:
     merged-topics schema.
     """
 
-    __slots__ = ("columns", "dtypes", "plan", "types", "widths", "with_topic")
+    __slots__ = ("_lengths", "columns", "dtypes", "plan", "types", "widths", "with_topic")
 
     def __init__(self, columns: tuple[str, ...], dtypes: tuple[str, ...]) -> None:
         self.columns = columns
@@ -389,6 +389,16 @@ class Schema:
         self.types: tuple[type, ...] = tuple(list if code == ANY else bytes for code in dtypes)
         self.plan: Any = None
         self.with_topic: Schema | None = None
+        self._lengths: dict[int, list[int]] = {}
+
+    def lengths(self, n: int) -> list[int]:
+        """The length of each column's wire data for ``n`` rows (bytes or values; cached)."""
+        lengths = self._lengths.get(n)
+        if lengths is None:
+            if len(self._lengths) >= 256:
+                self._lengths.clear()
+            lengths = self._lengths[n] = [w * n if w else n for w in self.widths]
+        return lengths
 
     def __repr__(self) -> str:
         return f"Schema({list(zip(self.columns, self.dtypes, strict=True))})"
@@ -450,12 +460,29 @@ def _ints(*values: Any) -> bool:
     return all(type(v) is int and v >= 0 for v in values)
 
 
+_TOPICS: dict[bytes, str] = {}
+_MAX_TOPICS: Final = 65536
+
+
+def _topic(frame: bytes) -> str:
+    """The topic frame as a str (cached; raises UnicodeDecodeError)."""
+    if type(frame) is not bytes:
+        return bytes(frame).decode()
+    topic = _TOPICS.get(frame)
+    if topic is None:
+        topic = frame.decode()
+        if len(_TOPICS) >= _MAX_TOPICS:
+            _TOPICS.clear()
+        _TOPICS[frame] = topic
+    return topic
+
+
 def parse_message(frames: Sequence[bytes]) -> WireMessage:
     """Validate and decode one received message; anything malformed raises :class:`PayloadError`."""
     if len(frames) != 2:
         raise PayloadError(f"expected 2 frames [topic, payload], got {len(frames)}")
     try:
-        topic = bytes(frames[0]).decode()
+        topic = _topic(frames[0])
         payload = decode(bytes(frames[1]))
         kind = payload["k"]
         src, seq, sent_ns = payload["src"], payload["seq"], payload["sent_ns"]
@@ -477,11 +504,10 @@ def parse_message(frames: Sequence[bytes]) -> WireMessage:
             raise PayloadError("batch needs n >= 1, row0 >= 0 and a data list")
         if topic.startswith(RESERVED_PREFIX) or not topic:
             raise PayloadError(f"batch on reserved or empty topic {topic!r}")
-        widths = schema.widths
         if (
-            len(data) != len(widths)
+            len(data) != len(schema.widths)
             or not all(map(isinstance, data, schema.types))
-            or list(map(len, data)) != [w * n if w else n for w in widths]
+            or list(map(len, data)) != schema.lengths(n)
         ):
             raise PayloadError(f"batch data does not hold {n} rows of {schema}")
         return WireBatch(topic, src, seq, row0, sent_ns, n, schema, data)
