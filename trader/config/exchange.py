@@ -8,12 +8,15 @@ also takes ``--port``, ``--seed`` and ``--reset``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from trader.config.schema import checked, endpoint, in_range
 from trader.config.trader import LoggingConfig
 
 MarketHours = Literal["always", "real"]
+MarketSource = Literal["synthetic", "replay"]
+ReplayKind = Literal["ticks", "bars"]
 
 
 def _account_id(value: Any) -> str | None:
@@ -55,6 +58,39 @@ class AccountConfig:
     """reqPnL / reqPnLSingle updates (TWS: about one per second)."""
 
 
+def _iso_time(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    except ValueError:
+        return f"expected an ISO time like 2026-01-05T14:30:00Z (naive: UTC), got {value!r}"
+    return None
+
+
+def _bar_size(value: Any) -> str | None:
+    from trader.exchange.bars import BAR_SIZES  # noqa: PLC0415 (trader.exchange imports trader.config)
+
+    return None if value in BAR_SIZES else f"expected one of {', '.join(BAR_SIZES)}, got {value!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaySection:
+    """``market.source: replay``: quotes and history from the ArcticDB store (docs/paper-exchange.md)."""
+
+    uri: str = "lmdb://arctic"
+    """The store; ``lmdb://<relative path>`` lives under the data directory (as the trader's)."""
+    start: str | None = checked(None, _iso_time)
+    """Stored time replayed at the first market step (ISO; naive is UTC); null: the first stored."""
+    speed: float = checked(60.0, in_range(0.001, 1_000_000))
+    """Stored seconds per real second (60: one stored minute per second)."""
+    kind: ReplayKind = "ticks"
+    bar_size: str = checked("1 min", _bar_size)
+    """The stored bars replayed with ``kind: bars``."""
+    loop: bool = False
+    """Start over after the last stored event."""
+
+
 @dataclass(frozen=True, slots=True)
 class MarketSection:
     seed: int = checked(1, in_range(0, 2**63 - 1))
@@ -65,6 +101,11 @@ class MarketSection:
     hours: MarketHours = "always"
     """``always``: every instrument trades around the clock, every day (tests, demos, CI at any
     time); ``real``: the venues' calendars (regular/extended hours, weekends, holidays)."""
+    source: MarketSource = "synthetic"
+    """``synthetic``: the deterministic process; ``replay``: stored ticks or bars (``replay``)."""
+    replay: ReplaySection = field(default_factory=ReplaySection)
+    """Override from the environment as one YAML mapping, e.g.
+    ``BOURSE_MARKET_REPLAY='{start: "2026-01-05T14:30:00Z", speed: 60}'``."""
 
 
 @dataclass(frozen=True, slots=True)

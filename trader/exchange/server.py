@@ -48,6 +48,7 @@ from trader.exchange.market import Market, MarketConfig
 from trader.exchange.matching import EngineConfig
 from trader.exchange.persistence import StateStore, open_engine, state_path
 from trader.exchange.protocol import ApiRequest
+from trader.exchange.replay import ReplayMarket, open_replay_market
 from trader.exchange.session import ClientSession
 from trader.exchange.session_api import Clock, ExchangeCore, Feature, Handler
 
@@ -409,14 +410,13 @@ def build_server(
     ``<data-dir>/exchange/state.json`` unless ``reset``), the features, the server."""
     m = config.market
     universe = build_universe(m.hours)
-    market = Market(
-        universe,
-        MarketConfig(
-            seed=m.seed,
-            step_ms=m.step_ms,
-            tick_rate=m.tick_rate,
-            volatility_multiplier=m.volatility_multiplier,
-        ),
+    market_config = MarketConfig(
+        seed=m.seed, step_ms=m.step_ms, tick_rate=m.tick_rate, volatility_multiplier=m.volatility_multiplier
+    )
+    market = (
+        open_replay_market(universe, market_config, m.replay, data_dir)
+        if m.source == "replay"
+        else Market(universe, market_config)
     )
     store = StateStore(state_path(data_dir))
     engine = open_engine(
@@ -432,6 +432,8 @@ def build_server(
         commissions=CommissionSchedule(),
     )
     core = ExchangeCore(universe, market, engine, engine.account.account_id, clock)
+    if isinstance(market, ReplayMarket):
+        market.install(core.extensions)
     features: list[Feature] = [
         ConnectFeature(),
         OrdersFeature(master_client_id=config.exchange.master_client_id),
