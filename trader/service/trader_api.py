@@ -15,7 +15,6 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -27,7 +26,7 @@ from trader.book import InvalidTransition, UnknownOrder
 from trader.book import Order as BookOrder
 from trader.config.trader import TraderConfig
 from trader.data.store import StoreError
-from trader.ib.contracts import AmbiguousContract, UnknownContract, contract_to_dict
+from trader.ib.contracts import AmbiguousContract, UnknownContract
 from trader.ib.errors import NotConnected
 from trader.ib.history import HistoryError
 from trader.messaging.rpc import BAD_PARAMS, MethodRegistry, RpcError
@@ -222,7 +221,9 @@ def build_registry(state: TraderState, app: TraderApp | None = None) -> MethodRe
         _trading(registry, app)
         _control(registry, app)
         _queries(registry, app)
-        _market(registry, app)
+        from trader.service.market_api import register  # noqa: PLC0415 (it imports this module)
+
+        register(registry, app)
     return registry
 
 
@@ -485,123 +486,3 @@ def _queries(registry: MethodRegistry, app: TraderApp) -> None:
             "connected": app.session.connected,
             "values": values,
         }
-
-
-def _market(registry: MethodRegistry, app: TraderApp) -> None:
-    method = functools.partial(_method, registry)
-
-    @method("resolve_symbol")
-    async def resolve_symbol(
-        *,
-        symbol: str | None = None,
-        con_id: int | None = None,
-        sec_type: str = "STK",
-        exchange: str = "SMART",
-        currency: str = "USD",
-        expiry: str = "",
-    ) -> dict[str, Any]:
-        """The one contract of a symbol (or conId): unknown_contract / ambiguous_contract."""
-        return contract_to_dict(
-            await contract_of(
-                app, symbol, con_id, sec_type=sec_type, exchange=exchange, currency=currency, expiry=expiry
-            )
-        )
-
-    @method("snapshot")
-    async def snapshot(
-        *,
-        symbol: str | None = None,
-        con_id: int | None = None,
-        sec_type: str = "STK",
-        exchange: str = "SMART",
-        currency: str = "USD",
-        expiry: str = "",
-    ) -> dict[str, Any]:
-        """One quote now (no subscription): time, bid, ask, last, sizes, volume."""
-        contract = await contract_of(
-            app, symbol, con_id, sec_type=sec_type, exchange=exchange, currency=currency, expiry=expiry
-        )
-        tick = await app.md.snapshot(contract, timeout=10.0)
-        return {"symbol": tick.topic, **tick.as_row()}
-
-    async def contracts(
-        symbols: list[str] | None, con_ids: list[int] | None, *, sec_type: str, exchange: str, currency: str
-    ) -> list[Contract]:
-        out = [await contract_of(app, None, c) for c in con_ids or []]
-        out += [
-            await contract_of(app, s, None, sec_type=sec_type, exchange=exchange, currency=currency)
-            for s in symbols or []
-        ]
-        return out
-
-    @method("subscribe")
-    async def subscribe(
-        *,
-        owner: str,
-        symbols: list[str] | None = None,
-        con_ids: list[int] | None = None,
-        sec_type: str = "STK",
-        exchange: str = "SMART",
-        currency: str = "USD",
-    ) -> list[dict[str, Any]]:
-        """Stream these instruments' ticks on the ticks PUB (topic = local symbol) for ``owner``;
-        kept across reconnects; the last owner's unsubscribe stops a stream."""
-        chosen = await contracts(symbols, con_ids, sec_type=sec_type, exchange=exchange, currency=currency)
-        return [app.md.subscribe(owner, c).info() for c in chosen]
-
-    @method("unsubscribe")
-    async def unsubscribe(
-        *,
-        owner: str,
-        symbols: list[str] | None = None,
-        con_ids: list[int] | None = None,
-        sec_type: str = "STK",
-        exchange: str = "SMART",
-        currency: str = "USD",
-    ) -> dict[str, Any]:
-        """Drop ``owner``'s subscriptions to these instruments (all of them when none is named)."""
-        if not symbols and not con_ids:
-            return {"unsubscribed": app.md.unsubscribe_owner(owner)}
-        chosen = await contracts(symbols, con_ids, sec_type=sec_type, exchange=exchange, currency=currency)
-        return {"unsubscribed": sum(app.md.unsubscribe(owner, c) for c in chosen)}
-
-    @method("get_subscriptions")
-    def get_subscriptions(*, owner: str | None = None) -> list[dict[str, Any]]:
-        """Streams and their owners (of one owner when given)."""
-        return [s.info() for s in app.md.subscriptions() if owner is None or owner in s.owners]
-
-    @method("get_history")
-    async def get_history(
-        *,
-        symbol: str | None = None,
-        con_id: int | None = None,
-        bar_size: str = "1 min",
-        duration: str | None = None,
-        days: int | None = None,
-        what_to_show: str = "TRADES",
-        use_rth: bool = False,
-        end: datetime | None = None,
-        sec_type: str = "STK",
-        exchange: str = "SMART",
-        currency: str = "USD",
-        expiry: str = "",
-    ) -> pd.DataFrame:
-        """Historical bars as a DataFrame (index time UTC; open high low close volume wap count),
-        through the store and IB's pacing rules. duration (IB's, e.g. "2 D") or days."""
-        if duration is not None and days is not None:
-            raise RpcError(BAD_PARAMS, "get_history: give duration or days, not both")
-        span = duration or f"{days or 1} D"
-        contract = await contract_of(
-            app, symbol, con_id, sec_type=sec_type, exchange=exchange, currency=currency, expiry=expiry
-        )
-        try:
-            return await app.history.bars(
-                contract,
-                end=end,
-                duration=span,
-                bar_size=bar_size,
-                what_to_show=what_to_show,
-                use_rth=use_rth,
-            )
-        except ValueError as exc:
-            raise RpcError(BAD_PARAMS, f"get_history: {exc}") from None

@@ -70,6 +70,7 @@ from trader.ib.session import IbSession, StateChange, SyncContext
 from trader.messaging.pubsub import TickPublisher
 from trader.risk import GateContext, RiskGate
 from trader.service import mapping as mp
+from trader.service.market_api import MarketFeeds
 from trader.service.orders import OrderDesk
 
 if TYPE_CHECKING:
@@ -166,6 +167,7 @@ class TraderApp:
         self._dirty = asyncio.Event()
         self._reconcile_lock = asyncio.Lock()
         self.desk = OrderDesk(self)
+        self.market = MarketFeeds(self)  # bar streams; subscriptions.json, restored at start
         self._account_changes: dict[tuple[str, str, str], str] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._detach: list[Callable[[], None]] = []
@@ -194,13 +196,16 @@ class TraderApp:
             self.session.add_error_listener(self._on_ib_error),
             self.session.add_reconcile_hook(self._on_sync),
             self.md.add_tick_listener(self._on_tick),
+            self.md.add_tick_listener(self.market.on_tick),
         ]
+        self.market.restore()
         for job, name in (
             (self._fill_pump, "fills"),
             (self._order_log_pump, "order-log"),
             (self._saver, "book-saver"),
             (self._periodic_reconcile, "reconcile"),
             (self._account_pump, "account"),
+            (self.market.run, "bars"),
         ):
             self._tasks.append(asyncio.get_running_loop().create_task(job(), name=f"trader-{name}"))
         self.session.start()
