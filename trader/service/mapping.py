@@ -383,7 +383,7 @@ def app_status(app: TraderApp) -> dict[str, Any]:
         "store": {
             "uri": app.store_uri,
             "pending_writes": writer.pending if writer is not None else 0,
-            "unstored_fills": app.unstored_fills,
+            "unstored_fills": app.journal.unconfirmed,
         },
         "reconcile": dict(app.reconciles),
         "risk": app.gate.stats(),

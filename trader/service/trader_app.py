@@ -11,9 +11,10 @@
   events PUB (``order.<strategy>``, ``fill.<strategy>``, ``position.<strategy>``; also
   ``account``, ``connection``, ``reconcile``, ``error``: docs/rpc.md), logged to the store's order
   log (batched, on the writer's thread) and marks the book for saving.
-* **Fills are stored before they are published**: a booked execution waits (briefly) for its
-  commission, is written durably to the store (idempotent by exec id), and only then goes out as
-  a ``fill`` event. A failed write is retried; the fill is never published unstored.
+* **Fills are journaled before they are published**: a booked execution waits (briefly) for its
+  commission, is appended and fsynced to ``<data-dir>/book/fills.journal``
+  (:mod:`trader.data.journal`), only then goes out as a ``fill`` event, and is stored behind
+  (idempotent by exec id, retried). At start the journal is replayed into the store.
 * **Persistence.** ``<data-dir>/book/book.json`` holds ``Book.to_records()``, written atomically
   (temp file, fsync, rename) at most every ``save_interval_s`` after a change and at shutdown.
 * **Recovery.** At start the book is read from that file, then reconciled with the store (fills
@@ -59,6 +60,7 @@ from trader.book import (
     reconcile,
 )
 from trader.book import Order as BookOrder
+from trader.data.journal import FillJournal, Groups, JournaledFills
 from trader.data.store import Store, StoreError
 from trader.data.writer import AsyncStoreWriter
 from trader.ib.backoff import Backoff
@@ -151,6 +153,8 @@ class TraderApp:
         self.save_interval_s = save_interval_s
         self.store_uri = config.store.resolved_uri(state.data_dir)
         self.book_file = BookFile(state.data_dir / "book")
+        self.journal = FillJournal(state.data_dir / "book")
+        self.fill_log = JournaledFills(self.journal, self._store_fills, self._on_journal_error)
         self.session = IbSession(config.ib, backoff=backoff or RECONNECT_BACKOFF)
         self.contracts = ContractResolver(self.session)
         self.md = MarketData(self.session)
@@ -171,7 +175,6 @@ class TraderApp:
         self._account_changes: dict[tuple[str, str, str], str] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._detach: list[Callable[[], None]] = []
-        self.unstored_fills = 0
         self._restoring = False
         self._unpublished: set[str] = set()
         """Exec ids booked and not yet stored and published."""
@@ -184,6 +187,8 @@ class TraderApp:
         self.history.store = self.store
         self.writer = AsyncStoreWriter(self.store, on_error=self._on_store_error)
         self.writer.start()
+        await self.writer.call(self.journal.recover)  # journaled fills stored before the book syncs
+        self.journal.start()
         await self._restore()
         ib = self.session.ib
         ib.openOrderEvent += self._on_open_order
@@ -201,6 +206,7 @@ class TraderApp:
         self.market.restore()
         for job, name in (
             (self._fill_pump, "fills"),
+            (self.fill_log.run, "fills-store"),
             (self._order_log_pump, "order-log"),
             (self._saver, "book-saver"),
             (self._periodic_reconcile, "reconcile"),
@@ -216,7 +222,9 @@ class TraderApp:
         self.md.close()
         await self.session.close()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._fills.join(), 5.0)  # every booked fill stored and published
+            await asyncio.wait_for(self._fills.join(), 5.0)  # every booked fill journaled and published
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.fill_log.drain(), 5.0)  # and stored
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -224,6 +232,7 @@ class TraderApp:
                 await task
         await self._save_book()
         await self._flush_order_log()
+        await self.journal.close()
         if self.writer is not None:
             try:
                 await self.writer.close()
@@ -283,11 +292,11 @@ class TraderApp:
         body["net_quantity"] = self.book.positions.net_quantity(fill.account, fill.con_id)
         self.publish(f"position.{fill.strategy}", body)
 
-    # -- fills: stored, then published ----------------------------------------------------------------
+    # -- fills: journaled, published, stored behind ----------------------------------------------------
 
     async def _fill_pump(self) -> None:
-        """Booked fills, in order and in batches: wait briefly for their commissions, store them
-        durably, then publish each (``fill``, then ``position``)."""
+        """Booked fills, in order and in batches: wait briefly for their commissions, journal them
+        durably, publish each (``fill``, then ``position``), and queue their store write."""
         loop = asyncio.get_running_loop()
         while True:
             batch = [await self._fills.get()]
@@ -303,7 +312,7 @@ class TraderApp:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._commission_seen.wait(), remaining)
                 fills = [self._current(f) for f in batch]
-                await self._store_fills(fills)
+                await self.fill_log.record([(f.strategy, mp.fill_row(f, self.book)) for f in fills])
                 for fill in fills:
                     self.publish(f"fill.{fill.strategy}", mp.fill_record(fill, self.book))
                     self._unpublished.discard(fill.exec_id)
@@ -315,25 +324,21 @@ class TraderApp:
     def _current(self, fill: Fill) -> Fill:
         return self.book.positions.fill(fill.exec_id) or fill
 
-    async def _store_fills(self, fills: list[Fill]) -> None:
-        """Durably, on the writer's thread (rows checked there too, off the event loop); a failed
+    async def _store_fills(self, groups: Groups) -> None:
+        """Journaled fill rows, on the writer's thread (checked there, off the event loop); a failed
         write is retried (fills are idempotent by exec id), schema refusals are logged."""
         assert self.writer is not None
-        groups: dict[str, list[dict[str, Any]]] = {}
-        for fill in fills:
-            groups.setdefault(fill.strategy, []).append(mp.fill_row(fill, self.book))
+        fills = [row for rows in groups.values() for row in rows]
         delay = 0.2
         while True:
             try:
                 refused = await self.writer.call(functools.partial(_append, Store.append_fills, groups))
                 break
-            except Exception as exc:  # the store is down, full, closing...: never publish unstored
-                self.unstored_fills = len(fills)
+            except Exception as exc:  # the store is down, full, closing...: the journal keeps them
                 log.error("storing %d fills failed (%s): retrying in %.1f s", len(fills), exc, delay)
                 self.publish("error", {"source": "store", "code": "fill_write_failed", "message": str(exc)})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
-        self.unstored_fills = 0
         for strategy, problem in refused.items():
             log.error("fills of %s refused by the store: %s", strategy, problem)
 
@@ -357,6 +362,9 @@ class TraderApp:
             return
         for strategy, problem in refused.items():
             log.error("order log of %s refused by the store: %s", strategy, problem)
+
+    def _on_journal_error(self, exc: OSError) -> None:
+        self.publish("error", {"source": "journal", "code": "fill_journal_failed", "message": str(exc)})
 
     def _on_store_error(self, what: str, exc: BaseException) -> None:
         self.publish("error", {"source": "store", "code": "write_failed", "message": f"{what}: {exc}"})
