@@ -7,9 +7,10 @@
   (under ib_async's 45 requests/s throttle, which both sides keep):
   - baseline: raw ib_async (its own client id) ``placeOrder`` -> the fill (``trade.fillEvent``);
   - Bourse: ``place_order`` over RPC -> trader -> exchange -> the ``fill.<strategy>`` event back on
-    the events PUB. The fill is written durably to ArcticDB before it is published, so the figure
-    includes that write; the ``order.<strategy>`` event with state Filled (published as soon as
-    the execution is booked, before the store write) and the RPC reply are shown beside it.
+    the events PUB. The fill is made durable in the fill journal (an fsynced append, group
+    committed) before it is published, so the figure includes that; ArcticDB is written behind.
+    The ``order.<strategy>`` event with state Filled (published as soon as the execution is
+    booked) and the RPC reply are shown beside it.
   Raw and trader orders alternate in blocks so that both see the same market and machine.
 * **memory**: the trader's RSS idle, then with every instrument of the universe subscribed and
   streaming (the shipped universe has 37 instruments, so 37, not 100), on a fast market (100 ms
@@ -266,7 +267,7 @@ def run(
         ("raw ib_async placeOrder -> fill (baseline)", "raw"),
         ("Bourse place_order RPC -> reply", "rpc_reply"),
         ("Bourse place_order RPC -> order event (Filled)", "order_event"),
-        ("Bourse place_order RPC -> fill event (stored first)", "fill_event"),
+        ("Bourse place_order RPC -> fill event (journaled first)", "fill_event"),
     ]
     for name, key in rows:
         p50, p99 = _pct(rt[key], 0.5) * 1000, _pct(rt[key], 0.99) * 1000
