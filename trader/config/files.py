@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pycron.config import PycronConfig
 from trader.config.exchange import ExchangeConfig
 from trader.config.schema import ConfigError, load
 from trader.config.trader import TraderConfig
@@ -14,6 +15,7 @@ from trader.config.trader import TraderConfig
 SCHEMAS: Mapping[str, type[Any]] = {
     "trader.yaml": TraderConfig,
     "exchange.yaml": ExchangeConfig,
+    "pycron.yaml": PycronConfig,
 }
 """File name in configs/ -> the dataclass it loads into. Each new config file registers here."""
 
