@@ -1,8 +1,10 @@
 """One logging setup for every Bourse service and the CLI.
 
-* rich console output on stderr (optional),
-* a size-rotated text file per service: ``<data-dir>/logs/<service>.log``,
-* optionally JSON lines beside it: ``<data-dir>/logs/<service>.jsonl``,
+* console output on stderr (optional): rich on a terminal, plain ``LEVEL logger: message`` lines
+  when stderr is a pipe (pycron captures them into ``<data-dir>/logs/<job>.log`` with timestamps),
+* a size-rotated text file per service: ``<data-dir>/logs/<service>.service.log`` (the
+  ``.service`` suffix keeps it apart from the job log pycron writes for the same name),
+* optionally JSON lines beside it: ``<data-dir>/logs/<service>.service.jsonl``,
 * a level per component (logger name) from the ``logging:`` section of the config.
 """
 
@@ -12,6 +14,7 @@ import datetime as dt
 import json
 import logging
 import logging.handlers
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +65,7 @@ def setup_logging(service: str, data_dir: Path, config: LoggingConfig | None = N
 
     folder = logs_dir(data_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    log_file = folder / f"{service}.log"
+    log_file = folder / f"{service}.service.log"
     handlers: list[logging.Handler] = []
 
     text = logging.handlers.RotatingFileHandler(
@@ -73,7 +76,7 @@ def setup_logging(service: str, data_dir: Path, config: LoggingConfig | None = N
 
     if config.json:
         jsonl = logging.handlers.RotatingFileHandler(
-            folder / f"{service}.jsonl",
+            folder / f"{service}.service.jsonl",
             maxBytes=config.max_bytes,
             backupCount=config.backup_count,
             encoding="utf-8",
@@ -82,10 +85,15 @@ def setup_logging(service: str, data_dir: Path, config: LoggingConfig | None = N
         handlers.append(jsonl)
 
     if config.console:
-        console = RichHandler(
-            console=Console(stderr=True), show_path=False, rich_tracebacks=True, log_time_format="[%X]"
-        )
-        console.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        console: logging.Handler
+        if sys.stderr.isatty():
+            console = RichHandler(
+                console=Console(stderr=True), show_path=False, rich_tracebacks=True, log_time_format="[%X]"
+            )
+            console.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        else:  # a pipe (pycron, a test): one plain line per record, no wrapping at 80 columns
+            console = logging.StreamHandler(sys.stderr)
+            console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         handlers.append(console)
 
     level = logging.getLevelNamesMapping()[config.level]

@@ -36,7 +36,7 @@ FAST_MARKET_ENV = {
     "BOURSE_MARKET_STEP_MS": "250",
     "BOURSE_MARKET_TICK_RATE": "4",
     "BOURSE_MARKET_HOURS": "always",
-    "BOURSE_LOGGING_CONSOLE": "false",  # logs go to <data-dir>/logs/exchange.log; the pipe stays quiet
+    "BOURSE_LOGGING_CONSOLE": "false",  # logs go to <data-dir>/logs/exchange.service.log, not the pipe
 }
 _client_ids = itertools.count(11)
 _UNIVERSE = load_universe()
@@ -69,7 +69,7 @@ class ExchangeProcess:
 
     @property
     def log_file(self) -> Path:
-        return self.data_dir / "logs" / "exchange.log"
+        return self.data_dir / "logs" / "exchange.service.log"
 
     def log_text(self) -> str:
         try:

@@ -55,7 +55,7 @@ class TraderProcess:
     data_dir: Path
 
     def log_text(self) -> str:
-        path = self.data_dir / "logs" / "trader.log"
+        path = self.data_dir / "logs" / "trader.service.log"
         return path.read_text(encoding="utf-8") if path.exists() else ""
 
 

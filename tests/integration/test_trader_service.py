@@ -40,7 +40,7 @@ def test_trader_service_when_started_then_rpc_answers_and_state_lives_in_data_di
     assert status["endpoints"] == endpoints
     assert config["config"]["zmq"]["heartbeat_s"] == 0.1
     assert status["ib"]["state"] in ("disconnected", "connecting") and status["ib"]["connected"] is False
-    assert "trader service ready" in (tmp_path / "state" / "logs" / "trader.log").read_text()
+    assert "trader service ready" in (tmp_path / "state" / "logs" / "trader.service.log").read_text()
 
     service.kill(signal.SIGTERM)
     assert service.popen.wait(10) == 0

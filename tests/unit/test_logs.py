@@ -44,12 +44,12 @@ def test_setup_logging_when_json_and_component_levels_then_files_hold_what_is_al
     for handler in logging.getLogger().handlers:
         handler.flush()
 
-    assert log_file == tmp_path / "logs" / "svc.log"
+    assert log_file == tmp_path / "logs" / "svc.service.log"
     text = log_file.read_text()
     assert "INFO    trader.x: order 7 accepted" in text
     assert "allowed by its component level" in text
     assert "below the root level" not in text and "silenced" not in text
-    lines = [json.loads(line) for line in (tmp_path / "logs" / "svc.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (tmp_path / "logs" / "svc.service.jsonl").read_text().splitlines()]
     assert lines[0]["message"] == "order 7 accepted" and lines[0]["order_id"] == 7
     assert lines[0]["level"] == "INFO" and lines[0]["logger"] == "trader.x"
 
@@ -72,5 +72,5 @@ def test_setup_logging_when_file_exceeds_max_bytes_then_it_rotates(tmp_path: Pat
     setup_logging("svc", tmp_path, LoggingConfig(console=False, max_bytes=2048, backup_count=2))
     for i in range(200):
         logging.getLogger("x").warning("line %d %s", i, "x" * 40)
-    assert (tmp_path / "logs" / "svc.log.1").exists()
-    assert not (tmp_path / "logs" / "svc.log.3").exists()
+    assert (tmp_path / "logs" / "svc.service.log.1").exists()
+    assert not (tmp_path / "logs" / "svc.service.log.3").exists()
