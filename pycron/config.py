@@ -184,6 +184,20 @@ class ProbeConfig:
         return re.compile(self.pattern)
 
 
+@dataclass(frozen=True, slots=True)
+class ReadinessConfig(ProbeConfig):
+    """A readiness probe: as :class:`ProbeConfig`, with defaults suited to a service coming up.
+
+    Probed every ``interval_s`` (0.5 s) from the spawn; failures in the first ``start_period_s``
+    (30 s) do not count, then ``failure_threshold`` (10) in a row mean "not coming up": the job is
+    stopped and its restart policy applies. A probe that passes once makes the job READY.
+    """
+
+    interval_s: float = checked(0.5, in_range(0.01, 86_400))
+    failure_threshold: int = checked(10, in_range(1, 1_000_000))
+    start_period_s: float = checked(30.0, in_range(0, 86_400))
+
+
 _PROBE_KEYS: Mapping[str, tuple[str, ...]] = {
     "started": (),
     "tcp": ("port",),
@@ -362,7 +376,9 @@ class JobConfig:
     backoff: BackoffConfig = field(default_factory=BackoffConfig)
     crash_loop: CrashLoopConfig = field(default_factory=CrashLoopConfig)
     stop: StopConfig = field(default_factory=StopConfig)
-    readiness: ProbeConfig = field(default_factory=lambda: ProbeConfig("started"), metadata={"check": _probe})
+    readiness: ReadinessConfig = field(
+        default_factory=lambda: ReadinessConfig("started"), metadata={"check": _probe}
+    )
     """Ready when it first passes (default ``type: started``: once running). Dependents wait for it."""
     health: tuple[ProbeConfig, ...] = checked((), _each(_health))
     """Checked while running; a failed health probe restarts the job (outside maintenance)."""

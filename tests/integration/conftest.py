@@ -1,4 +1,5 @@
-"""Fixtures of the integration tests: the paper exchange as a process, and the ib_async log guard."""
+"""Fixtures of the integration tests: the paper exchange as a process, the ib_async log guard, and
+pycron (``start_pycron``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.exchange_fixtures import ExchangeProcess, IbLogGuard, start_exchange
+from tests.integration.pycron_fixtures import start_pycron
 from tests.support import Processes
 
 
@@ -55,3 +57,6 @@ def ib_log_guard() -> Iterator[IbLogGuard]:
     unexpected = guard.unexpected()
     if unexpected:
         pytest.fail("ib_async logged errors:\n  " + "\n  ".join(unexpected), pytrace=False)
+
+
+__all__ = ["start_pycron"]

@@ -33,19 +33,20 @@ def test_shipped_file_when_loaded_then_exchange_then_trader_with_their_probes() 
     assert (config.web.host, config.web.port, config.web.token) == ("127.0.0.1", 8081, None)
     exchange, trader = config.jobs["exchange"], config.jobs["trader"]
     assert exchange.command == ("python", "services/exchange_service.py")
-    assert (exchange.readiness.type, exchange.readiness.host, exchange.readiness.port) == (
-        "tcp",
-        "127.0.0.1",
-        7497,
-    )
+    assert (exchange.readiness.type, exchange.readiness.pattern) == ("log", "exchange ready on")
     assert trader.depends_on == ("exchange",)
     assert trader.readiness.type == "command"
     assert trader.readiness.argv == ("python", "cli.py", "ping", "--timeout", "1")
     assert trader.restart == "on-failure" and trader.crash_loop.max_restarts > 0
     assert trader.stop.signum is signal.SIGTERM
-    assert config.start_order() == ("exchange", "trader")
-    assert config.stop_order() == ("trader", "exchange")
+    assert config.start_order() == ("exchange", "trader", "history")
+    assert config.stop_order() == ("history", "trader", "exchange")
     assert config.dependents("exchange") == ("trader",)
+    history = config.jobs["history"]
+    assert (history.autostart, history.restart, history.depends_on) == (False, "never", ("trader",))
+    assert [(s.action, s.tz, s.missed) for s in history.schedules] == [
+        ("run", "America/New_York", "run-once")
+    ]
 
 
 def test_shipped_file_when_checked_by_config_check_then_ok() -> None:
