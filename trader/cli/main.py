@@ -6,6 +6,7 @@ import click
 
 from trader.cli.config_cmd import config_group
 from trader.cli.exchange_cmd import exchange_group
+from trader.cli.pycron_cmd import pycron_group
 from trader.cli.trader_cmd import ping_command
 
 
@@ -18,6 +19,7 @@ def cli() -> None:
 cli.add_command(config_group)
 cli.add_command(ping_command)
 cli.add_command(exchange_group)
+cli.add_command(pycron_group)
 
 
 def main() -> None:
