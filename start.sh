@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Install Bourse (once) and start the whole system on the paper exchange. Ctrl+C stops it.
+# Install Bourse (once) and start the whole system on the paper exchange under pycron. Ctrl+C stops it.
 #   ./start.sh [--data-dir DIR]
-# Until pycron lands this starts the services itself, in dependency order: the paper exchange
-# (TWS API on 127.0.0.1:7497), then the trader service (RPC :42001, ticks :42002, events :42003).
+# pycron (configs/pycron.yaml) runs the paper exchange (TWS API on 127.0.0.1:7497), then the trader
+# service (RPC :42001, ticks :42002, events :42003); its web API and page are on 127.0.0.1:8081.
 # Ports and every other setting come from configs/*.yaml and BOURSE_<SECTION>_<KEY> variables.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -21,36 +21,6 @@ done
 source scripts/venv.sh
 ensure_venv
 
-pids=()
-stop_all() {
-  trap - INT TERM EXIT
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait "${pids[@]}" 2>/dev/null || true
-}
-trap 'stop_all; exit 130' INT
-trap 'stop_all; exit 143' TERM
-trap stop_all EXIT
-
-# Start one service and wait for its ready line (not a fixed delay); its output goes on to ours.
-start_service() {
-  local name="$1" ready="$2" fifo line
-  shift 2
-  fifo="$(mktemp -u)"; mkfifo "$fifo"
-  "$VENV/bin/python" -u "$@" "${data_args[@]}" >"$fifo" 2>&1 &
-  pids+=("$!")
-  exec {fd}<"$fifo"; rm -f "$fifo"
-  while IFS= read -r -t 60 -u "$fd" line; do
-    printf '%s\n' "$line"
-    if [[ "$line" == *"$ready"* ]]; then
-      cat <&"$fd" &   # keep relaying its output
-      return 0
-    fi
-  done
-  echo "error: $name did not become ready (see its output above)" >&2
-  return 1
-}
-
-start_service "paper exchange" "exchange ready on" services/exchange_service.py
-start_service "trader service" "trader service ready" services/trader_service.py
-echo "Bourse is up. Try: ./cli.py ping   (Ctrl+C stops everything)"
-wait -n "${pids[@]}"
+# pycron starts the paper exchange, then the trader service once the exchange is ready, and keeps
+# them running; Ctrl+C (or SIGTERM) stops everything in reverse order and leaves nothing behind.
+exec "$VENV/bin/python" -m pycron --config configs/pycron.yaml "${data_args[@]}"

@@ -1,23 +1,32 @@
-"""``./start.sh``, the one command that starts the system: services come up in dependency order,
-answer, and all stop together on Ctrl+C / SIGTERM."""
+"""``./start.sh``, the one command that starts the system: pycron brings the paper exchange and the
+trader service to READY in order, restarts a killed service, and Ctrl+C / SIGTERM leaves nothing."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import ib_async
 
+from tests.integration.test_pycron_supervisor import wait_gone
 from tests.support import ROOT, Processes, free_endpoint, free_port
 from trader.messaging.rpc import RpcClient
 
 
-def test_start_script_when_run_then_exchange_and_trader_serve_and_stop_together(
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def test_start_script_when_run_then_every_process_is_ready_restarted_when_killed_and_stopped_on_sigterm(
     procs: Processes, tmp_path: Path
 ) -> None:
-    port, rpc = free_port(), free_endpoint()
+    port, rpc, web = free_port(), free_endpoint(), free_port()
     env = {
         "BOURSE_EXCHANGE_PORT": str(port),
         "BOURSE_EXCHANGE_CONTROL_RPC": free_endpoint(),
@@ -25,11 +34,20 @@ def test_start_script_when_run_then_exchange_and_trader_serve_and_stop_together(
         "BOURSE_ZMQ_RPC": rpc,
         "BOURSE_ZMQ_TICKS": free_endpoint(),
         "BOURSE_ZMQ_EVENTS": free_endpoint(),
+        "BOURSE_WEB_PORT": str(web),
         "BOURSE_LOGGING_CONSOLE": "false",
     }
     system = procs.spawn(["bash", str(ROOT / "start.sh"), "--data-dir", str(tmp_path)], env=env)
-    system.wait_for_line("Bourse is up", timeout=90)
+    system.wait_for_line(r"pycron: all jobs ready in", timeout=120)
+    system.wait_for_line(r"Ctrl\+C stops everything")
 
+    url = f"http://127.0.0.1:{web}"
+    jobs = {job["name"]: job for job in get_json(f"{url}/processes")}
+    assert {name: job["state"] for name, job in jobs.items()} == {
+        "exchange": "ready",
+        "trader": "ready",
+        "history": "stopped",  # scheduled on weekday evenings only
+    }
     with RpcClient(rpc, timeout=5) as client:
         assert client.call("status")["data_dir"] == str(tmp_path)
 
@@ -42,13 +60,26 @@ def test_start_script_when_run_then_exchange_and_trader_serve_and_stop_together(
             ib.disconnect()
 
     assert asyncio.run(managed_accounts()) == ["DU1234567"]
-    assert (tmp_path / "logs" / "exchange.log").exists() and (tmp_path / "logs" / "trader.log").exists()
 
-    os.kill(system.pid, signal.SIGTERM)  # the script, not its group: it must stop its children itself
-    assert system.popen.wait(30) == 143
-    output = system.read_rest()
-    assert "trader service stopped" in (tmp_path / "logs" / "trader.log").read_text()
-    assert "exchange stopped" in (tmp_path / "logs" / "exchange.log").read_text(), output
+    killed = jobs["trader"]["pid"]
+    with urllib.request.urlopen(f"{url}/events", timeout=60) as stream:  # live events from now on
+        os.kill(killed, signal.SIGKILL)
+        for raw in stream:
+            line = raw.decode().strip()
+            if line.startswith("data:") and '"trader: ready' in line:
+                break
+    trader = get_json(f"{url}/processes/trader")
+    assert trader["state"] == "ready" and trader["pid"] != killed and trader["restarts"] == 1
+    assert trader["last_exit"]["signal"] == signal.SIGKILL
+    pids = [job["pid"] for job in get_json(f"{url}/processes") if job["pid"]]
+    assert len(pids) == 2
+
+    os.kill(system.pid, signal.SIGTERM)  # start.sh execs pycron: this is pycron, not its group
+    assert system.popen.wait(60) == 0
+    assert wait_gone(pids) == []
+    assert "trader service stopped" in (tmp_path / "logs" / "trader.service.log").read_text()
+    assert "exchange stopped" in (tmp_path / "logs" / "exchange.service.log").read_text()
+    assert "exchange ready on" in (tmp_path / "logs" / "exchange.log").read_text()
 
 
 def test_start_script_when_argument_unknown_then_usage_error(procs: Processes) -> None:
