@@ -262,3 +262,27 @@ def test_pycron_when_a_run_was_missed_while_down_then_run_once_catches_it_up_at_
     run.wait_line(r"nightly: exited with code 0")
     lines = [line["text"] for line in run.get("/processes/nightly/logs?tail=100")]
     assert lines.count("caught up") == 1  # two nights missed, one run (run-once)
+
+
+def test_pycron_when_health_fails_inside_maintenance_window_then_job_is_neither_restarted_nor_alerted(
+    start_pycron: StartPycron, tmp_path: Path
+) -> None:
+    opened = datetime.now(UTC) - timedelta(minutes=1)
+    sleeper = script(tmp_path, "sleeper.py", SLEEPER)
+    run = start_pycron(f"""
+        jobs:
+          tws:
+            command: [python, {sleeper}, tws]
+            health:
+              - {{type: command, argv: [python, -c, "raise SystemExit(1)"], interval_s: 0.1,
+                 failure_threshold: 2}}
+            maintenance:
+              - {{tz: UTC, cron: "{opened.minute} {opened.hour} * * *", duration: 2h}}
+        """)
+    run.wait_line(r"tws: maintenance window started")
+    pid = int(run.wait_line(r"tws: ready \(pid (\d+)\)").rsplit(" ", 1)[1].strip(")"))
+    run.wait_line(r"tws: ready -> unhealthy")
+    job = run.job("tws")
+    assert (job["state"], job["pid"], job["restarts"], job["maintenance"]) == ("unhealthy", pid, 0, True)
+    assert "health probe failed" in job["reason"]
+    assert not any("WARNING" in line for line in run.child.lines), run.child.lines

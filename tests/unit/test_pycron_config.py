@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import signal
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from pycron.config import PycronConfig, find_cycle, load_pycron, resolve_python, token_file
+from pycron.windows import in_window
 from tests.support import ROOT
 from trader.config import ConfigError
 from trader.config.files import check_all
@@ -51,7 +53,25 @@ def test_shipped_file_when_loaded_then_exchange_then_trader_with_their_probes() 
 
 def test_shipped_file_when_checked_by_config_check_then_ok() -> None:
     results = {result.path.name: result.error for result in check_all(ROOT / "configs", {})}
-    assert results["pycron.yaml"] is None
+    assert results["pycron.yaml"] is None and results["pycron_docker.yaml"] is None
+
+
+def test_docker_file_when_loaded_then_display_vnc_tws_trader_with_ib_maintenance_windows() -> None:
+    config = load_pycron(ROOT / "configs" / "pycron_docker.yaml", {})
+    assert config.start_order() == ("xvfb", "vnc", "tws", "trader", "history")
+    tws = config.jobs["tws"]
+    assert tws.command[-1] == "-inline" and tws.env["DISPLAY"] == ":1"
+    assert (tws.readiness.type, tws.readiness.pattern) == ("log", "Login has completed")
+    assert [probe.type for probe in tws.health] == ["tcp"]
+    windows = [window.window() for window in tws.maintenance]
+    eastern = ZoneInfo("America/New_York")
+
+    def inside(*when: int) -> bool:
+        return any(in_window(w, datetime(*when, tzinfo=eastern)) for w in windows)
+
+    assert inside(2026, 11, 24, 23, 50) and inside(2026, 11, 25, 0, 30)  # nightly restart, Tue->Wed
+    assert not inside(2026, 11, 25, 0, 50) and not inside(2026, 11, 24, 23, 40)
+    assert inside(2026, 11, 22, 6, 0) and not inside(2026, 11, 22, 7, 30)  # Sunday re-login
 
 
 def test_config_when_loaded_then_it_is_immutable() -> None:

@@ -16,6 +16,7 @@ SCHEMAS: Mapping[str, type[Any]] = {
     "trader.yaml": TraderConfig,
     "exchange.yaml": ExchangeConfig,
     "pycron.yaml": PycronConfig,
+    "pycron_docker.yaml": PycronConfig,
 }
 """File name in configs/ -> the dataclass it loads into. Each new config file registers here."""
 
