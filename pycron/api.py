@@ -10,12 +10,11 @@ Documents (JSON-ready dicts):
   (automatic restarts so far), ``last_exit`` (null or ``{"code", "signal", "at"}`` with ``at`` an
   ISO-8601 UTC time), ``started_at`` (ISO or null), ``next_retry_at`` (ISO or null), ``reason``
   (why it is in that state, or null), ``maintenance`` (bool), ``command`` (argv list),
-  ``depends_on``, ``autostart``, ``schedules`` (list of ``{"cron", "tz", "action", "next"}``),
+  ``depends_on``, ``autostart``, ``schedules`` (list of ``{"cron", "tz", "action", "missed", "next"}``),
   ``log_file``.
 * an **event**: ``seq`` (int, increasing), ``at`` (ISO UTC), ``job`` (name or null for pycron
-  itself), ``kind`` (``ready``, ``unhealthy``, ``readiness_failed``, ``exited``, ``backoff``,
-  ``fatal``, ``stopped``, ``stop_timeout``, ``state``, ``scheduled``, ``run_failed``, ``spawned``,
-  ``pycron``), ``state`` (the job's state after it, or null), ``message``.
+  itself), ``kind`` (one of :data:`EVENT_KINDS`), ``state`` (the job's state after it, or null),
+  ``message``.
 * a **log line**: ``seq`` (int per job), ``at`` (ISO UTC), ``stream`` (``stdout|stderr|pycron``),
   ``text``.
 """
@@ -27,6 +26,25 @@ from typing import Any, Protocol
 
 from pycron.bus import Fanout
 from pycron.config import PycronConfig
+
+EVENT_KINDS: tuple[str, ...] = (
+    "ready",  # the job passed readiness (or started, without a probe)
+    "state",  # any other change of state (starting, stopping, ...)
+    "unhealthy",  # a health probe failed: being restarted
+    "readiness_failed",  # never became ready: being stopped, then the restart policy
+    "exited",  # ended and not restarted (restart policy)
+    "backoff",  # ended; restart scheduled after a delay
+    "fatal",  # crash loop: no more restarts until an operator start
+    "stopped",
+    "stop_timeout",  # ignored the stop signal: its group was SIGKILLed
+    "stop_command_failed",
+    "maintenance",  # a maintenance window opened or closed
+    "scheduled",  # a schedule fired (start, stop, restart, run, catch-up, queued)
+    "run_skipped",  # a scheduled run was dropped: the previous run still going (overlap: skip)
+    "run_failed",  # a scheduled run ended badly or timed out
+    "pycron",  # pycron itself: starting, all ready, stopping, stopped
+)
+"""Every ``kind`` an event may have (the web page listens for each)."""
 
 JobDoc = dict[str, Any]
 EventDoc = dict[str, Any]

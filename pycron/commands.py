@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from pycron.api import SupervisorApi, UnknownJob
+from pycron.joblog import RING_LINES
 
 log = logging.getLogger("pycron.commands")
 
 DEFAULT_TAIL = 100
-MAX_TAIL = 10_000
+MAX_TAIL = RING_LINES
 MAX_WAIT_S = 600.0
 
 UNKNOWN_COMMAND = "unknown_command"

@@ -157,10 +157,12 @@ class ProbeConfig:
     * ``tcp``: a connection to ``host:port`` succeeds.
     * ``http``: ``GET url`` answers ``expect_status``.
     * ``command``: ``argv`` exits 0 within ``timeout_s`` (``python`` as for job commands).
-    * ``log``: a line of the job's output (stdout or stderr) since its start matches ``pattern``
-      (``re.search``), e.g. IBC's ``Login has completed``.
+    * ``log``: a line of the job's output (stdout or stderr) matches ``pattern`` (``re.search``):
+      for readiness, any line since the spawn (e.g. IBC's ``Login has completed``); for health,
+      a line since the previous check (a heartbeat the job must keep printing).
 
-    Probed every ``interval_s``; failures during the first ``start_period_s`` after the start do not
+    Probed every ``interval_s``; failures during the first ``start_period_s`` (after the spawn for
+    a readiness probe, after the job became READY for a health probe) do not
     count; ``failure_threshold`` consecutive failures after that make the probe fail.
     """
 
@@ -239,8 +241,9 @@ def _probe(value: Any) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class BackoffConfig:
-    """Delay before restart n (0-based): ``min(max_s, initial_s * factor**n)``, then +/- ``jitter``
-    (a fraction of the delay); n resets to 0 once the job has stayed up ``reset_after_s``."""
+    """Delay before restart n (0-based): ``min(max_s, initial_s * factor**n)``, then shortened at
+    random by up to ``jitter`` (a fraction of the delay); n resets to 0 once the job has stayed up
+    ``reset_after_s``."""
 
     initial_s: float = checked(1.0, in_range(0, 3600))
     max_s: float = checked(60.0, in_range(0, 86_400))
@@ -260,8 +263,8 @@ class CrashLoopConfig:
 
 @dataclass(frozen=True, slots=True)
 class StopConfig:
-    """Graceful stop: ``command`` (if any) or ``signal`` to the process group, then SIGKILL to the
-    group after ``timeout_s``."""
+    """Graceful stop: ``command`` (if any) is run first; then, if the process is still running,
+    ``signal`` goes to its process group; SIGKILL to the group ``timeout_s`` after the stop began."""
 
     signal: str = checked("SIGTERM", _signal_name)
     timeout_s: float = checked(10.0, in_range(0, 3600))

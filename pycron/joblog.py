@@ -28,6 +28,9 @@ OUTPUT_STREAMS = ("stdout", "stderr")
 
 _log = logging.getLogger("pycron.joblog")
 
+RING_LINES = 2000
+"""Lines of each job's output kept in memory (``GET /processes/<name>/logs?tail=N`` reads them)."""
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -107,7 +110,7 @@ class JobLog:
         *,
         max_bytes: int,
         backup_count: int,
-        ring: int = 2000,
+        ring: int = RING_LINES,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.name = name

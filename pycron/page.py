@@ -9,6 +9,10 @@ re-fetches ``/processes``; a slow refresh keeps uptimes current) and the last ev
 
 from __future__ import annotations
 
+import json
+
+from pycron.api import EVENT_KINDS
+
 STYLE = """
 :root { color-scheme: light dark; --muted: #888; --line: rgba(127,127,127,.25); }
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5rem; }
@@ -35,8 +39,7 @@ button { margin-right: .3rem; }
 
 SCRIPT = """
 "use strict";
-const KINDS = ["ready", "unhealthy", "readiness_failed", "exited", "backoff", "fatal", "stopped",
-  "stop_timeout", "state", "scheduled", "run_failed", "spawned", "pycron"];
+const KINDS = __KINDS__;
 const MAX_EVENTS = 50;
 const TOKEN_KEY = "pycron.token";
 const $ = (id) => document.getElementById(id);
@@ -165,7 +168,7 @@ source.addEventListener("open", () => { setStatus(""); refreshSoon(); });
 source.addEventListener("error", () => setStatus("event stream lost; reconnecting..."));
 setInterval(refresh, 5000);
 refresh();
-"""
+""".replace("__KINDS__", json.dumps(list(EVENT_KINDS)))
 
 PAGE = f"""<!doctype html>
 <html lang="en">

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from pycron.config import JobConfig, ProbeConfig
+from pycron.config import JobConfig
 from pycron.events import TimerKind
 from pycron.joblog import JobLog, LogWatch
 from pycron.process import ChildProcess
@@ -46,10 +45,6 @@ class JobRuntime:
     """A ``run`` fired while the previous run was going (``overlap: queue``)."""
     waiting_for: tuple[str, ...] = ()
     """Dependencies not READY yet that hold the start back."""
-
-    def log_patterns(self) -> list[re.Pattern[str]]:
-        probes: list[ProbeConfig] = [self.config.readiness, *self.config.health]
-        return [probe.regex for probe in probes if probe.type == "log"]
 
     def cancel_probes(self) -> None:
         for task in self.probes:

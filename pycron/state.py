@@ -32,8 +32,10 @@ Semantics (decided here, relied on by the runner):
   Maintenance does not hide exits: a process that dies is restarted as usual.
 * **Backoff reset**: leaving READY after ``reset_after_s`` of uninterrupted READY time starts the
   backoff over from ``initial_s``.
-* **DependencyLost** is not an event of a job: dependencies are the runner's graph, which turns a
-  lost dependency into ``StopRequested`` (and later ``StartRequested``) for its dependents.
+* **Dependencies** are not events of a job: they are the supervisor's graph, and they gate the
+  *start* only (a job is started once every dependency is READY). A dependency that later dies
+  or is stopped does not stop its dependents: they are expected to reconnect (the trader does to
+  TWS), and restarting them would only add churn. pycron's own shutdown is in reverse order.
 * ``BackoffElapsed``, ``StopTimeout`` and ``ReadinessTimeout`` are the runner's reports of the
   timers the job scheduled; the runner cancels timers on ``CancelTimer``, and a timer event with
   no such timer pending (``Job.timers``) is invalid. Readiness events for a job without a

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pycron.api import EventDoc, JobDoc, LogDoc, UnknownJob
+from pycron.api import EVENT_KINDS, EventDoc, JobDoc, LogDoc, UnknownJob
 from pycron.backoff import RandomSource
 from pycron.bus import Fanout
 from pycron.config import ProbeConfig, PycronConfig, resolve_python
@@ -359,6 +359,8 @@ class Supervisor:
 
     def publish(self, job: str | None, kind: str, message: str, state: JobState | None) -> EventDoc:
         """Record an event: the events stream, pycron's log, and the job's log."""
+        if kind not in EVENT_KINDS:
+            raise ValueError(f"event kind {kind!r} is not in pycron.api.EVENT_KINDS")
         self._seq += 1
         event: EventDoc = {
             "seq": self._seq,
@@ -383,8 +385,8 @@ class Supervisor:
         rt.generation += 1
         generation = rt.generation
         rt.cancel_probes()
-        patterns = rt.log_patterns()
-        rt.watch = rt.log.watch(patterns[0]) if patterns else None
+        readiness = rt.config.readiness
+        rt.watch = rt.log.watch(readiness.regex) if readiness.type == "log" else None  # every line
         argv = rt.config.argv(self.python)
         rt.log.write(f"starting: {shlex.join(argv)}", "pycron")
         try:
@@ -450,22 +452,34 @@ class Supervisor:
         rt.probes.append(task)
 
     async def _probe_loop(self, rt: JobRuntime, probe: ProbeConfig, readiness: bool, generation: int) -> None:
+        """Probe every ``interval_s`` while the job is STARTING (readiness) or READY/UNHEALTHY
+        (health). A readiness log probe looks at every line since the spawn; a health log probe
+        at the lines since its previous check (a heartbeat that must keep coming)."""
         tracker = ProbeTracker(probe, self._now(), readiness=readiness)
         keep_going: Collection[JobState] = (
             (JobState.STARTING,) if readiness else (JobState.READY, JobState.UNHEALTHY)
         )
         cwd, env = working_dir(rt.config), self.environment(rt)
-        while rt.generation == generation and rt.job.state in keep_going:
-            reason = await probe_once(probe, python=self.python, cwd=cwd, env=env, log_watch=rt.watch)
-            if rt.generation != generation or rt.job.state not in keep_going:
-                return
-            verdict = tracker.record(reason is None, reason, self._now())
-            if verdict == "passed":
-                self._apply(rt, ReadinessPassed())
-                return
-            if verdict == "failed":
-                failed: Event = ReadinessFailed(reason or "") if readiness else HealthFailed(reason or "")
-                self._apply(rt, failed)
-            elif verdict == "recovered":
-                self._apply(rt, HealthRecovered())
-            await asyncio.sleep(probe.interval_s)
+        heartbeat = not readiness and probe.type == "log"
+        watch = rt.log.watch(probe.regex) if heartbeat else rt.watch
+        try:
+            while rt.generation == generation and rt.job.state in keep_going:
+                reason = await probe_once(probe, python=self.python, cwd=cwd, env=env, log_watch=watch)
+                if rt.generation != generation or rt.job.state not in keep_going:
+                    return
+                if heartbeat and watch is not None:
+                    watch.close()
+                    watch = rt.log.watch(probe.regex)
+                verdict = tracker.record(reason is None, reason, self._now())
+                if verdict == "passed":
+                    self._apply(rt, ReadinessPassed())
+                    return
+                if verdict == "failed":
+                    failed: Event = ReadinessFailed(reason or "") if readiness else HealthFailed(reason or "")
+                    self._apply(rt, failed)
+                elif verdict == "recovered":
+                    self._apply(rt, HealthRecovered())
+                await asyncio.sleep(probe.interval_s)
+        finally:
+            if heartbeat and watch is not None:
+                watch.close()

@@ -201,7 +201,7 @@ def test_logs_when_tail_then_the_last_lines_and_a_bad_tail_then_400(procs: Proce
     assert {"seq", "at"} <= set(lines[0])
     bad = call("GET", f"{url}?tail=zero")
     assert bad.status == 400 and bad.body["error"]["code"] == "bad_request"
-    assert bad.body["error"]["message"].startswith("tail: expected an integer from 1 to 10000")
+    assert bad.body["error"]["message"].startswith("tail: expected an integer from 1 to 2000")
 
 
 def test_logs_when_follow_then_the_tail_then_live_lines_as_events(procs: Processes, tmp_path: Path) -> None:

@@ -66,8 +66,9 @@ def test_docker_file_when_loaded_then_display_vnc_tws_trader_with_ib_maintenance
     windows = [window.window() for window in tws.maintenance]
     eastern = ZoneInfo("America/New_York")
 
-    def inside(*when: int) -> bool:
-        return any(in_window(w, datetime(*when, tzinfo=eastern)) for w in windows)
+    def inside(year: int, month: int, day: int, hour: int, minute: int) -> bool:
+        when = datetime(year, month, day, hour, minute, tzinfo=eastern)
+        return any(in_window(w, when) for w in windows)
 
     assert inside(2026, 11, 24, 23, 50) and inside(2026, 11, 25, 0, 30)  # nightly restart, Tue->Wed
     assert not inside(2026, 11, 25, 0, 50) and not inside(2026, 11, 24, 23, 40)

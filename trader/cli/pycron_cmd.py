@@ -28,6 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pycron.config import TOKEN_ENV, PycronConfig, load_pycron, token_file
+from pycron.joblog import RING_LINES
 from trader.cli.output import Outcome, emit, failure, json_option, success
 from trader.config import ConfigError
 from trader.config.paths import resolve_data_dir
@@ -220,7 +221,7 @@ def _last_exit(exit_doc: Any) -> str:
 
 def _table(jobs: list[dict[str, Any]]) -> RenderableType:
     table = Table(title="pycron")
-    for column in ("name", "state", "pid", "uptime", "restarts", "last exit", "reason"):
+    for column in ("name", "state", "pid", "uptime", "restarts", "last exit", "next run", "reason"):
         table.add_column(column, justify="right" if column in ("pid", "uptime", "restarts") else "left")
     for job in jobs:
         table.add_row(
@@ -230,9 +231,16 @@ def _table(jobs: list[dict[str, Any]]) -> RenderableType:
             human_uptime(job.get("uptime_s")),
             str(job.get("restarts", 0)),
             _last_exit(job.get("last_exit")),
+            _next_run(job.get("schedules") or []),
             Text(str(job.get("reason") or "")),
         )
     return table
+
+
+def _next_run(schedules: list[dict[str, Any]]) -> str:
+    """The earliest scheduled action (``run 2026-11-23T23:30:00.000Z``), or ``-``."""
+    upcoming = sorted((str(s.get("next")), str(s.get("action"))) for s in schedules if s.get("next"))
+    return f"{upcoming[0][1]} {upcoming[0][0]}" if upcoming else "-"
 
 
 def _state_line(job: dict[str, Any]) -> RenderableType:
@@ -334,7 +342,9 @@ def restart_command(name: str, wait: float, **opts: Any) -> None:
 
 @pycron_group.command("logs")
 @click.argument("name")
-@click.option("--tail", type=click.IntRange(1, 10_000), default=100, show_default=True, help="Last N lines.")
+@click.option(
+    "--tail", type=click.IntRange(1, RING_LINES), default=100, show_default=True, help="Last N lines."
+)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until Ctrl+C.")
 @_target
 def logs_command(name: str, tail: int, follow: bool, **opts: Any) -> None:

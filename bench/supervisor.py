@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """pycron benchmarks: start-up to all READY with the default config, beside a hand-rolled baseline.
 
-    .venv/bin/python bench/pycron.py [--runs 3]
+    .venv/bin/python bench/supervisor.py [--runs 3]
 
 * **pycron**: ``python -m pycron --config configs/pycron.yaml`` (paper exchange -> trader), fresh
   data dir, free ports, from process start to its ``all jobs ready`` line. Readiness is what
