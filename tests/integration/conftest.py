@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.cli_fixtures import cli_system
 from tests.integration.exchange_fixtures import ExchangeProcess, IbLogGuard, start_exchange
 from tests.integration.pycron_fixtures import start_pycron
 from tests.support import Processes
@@ -59,4 +60,4 @@ def ib_log_guard() -> Iterator[IbLogGuard]:
         pytest.fail("ib_async logged errors:\n  " + "\n  ".join(unexpected), pytrace=False)
 
 
-__all__ = ["start_pycron"]
+__all__ = ["cli_system", "start_pycron"]

@@ -102,5 +102,6 @@ def test_cli_ping_when_trader_runs_then_ok_and_when_absent_then_one_line_error(
         text=True,
         timeout=60,
     )
-    assert down.returncode == 1
+    assert down.returncode == 2  # a service down
     assert down.stderr.count("\n") == 1 and down.stderr.startswith("error: ") and nobody in down.stderr
+    assert "start it with ./start.sh" in down.stderr

@@ -10,12 +10,12 @@ from typing import Any
 import click
 from rich.table import Table
 
-from trader.cli.output import Outcome, emit, failure, json_option, success
+from trader.cli.output import Outcome, emit, failure, json_option, success, unavailable
 from trader.config import ConfigError
 from trader.config.paths import resolve_config_path
 from trader.config.schema import load
 from trader.config.trader import TraderConfig
-from trader.messaging.rpc import RpcClient, RpcClientError, RpcRemoteError
+from trader.messaging.rpc import RpcClient, RpcClientError, RpcRemoteError, RpcTimeout, RpcUnavailable
 
 
 def trader_endpoint(config_path: str | None) -> str:
@@ -30,8 +30,10 @@ def ping(endpoint: str, timeout: float) -> Outcome:
             reply: dict[str, Any] = client.call("ping", timeout=timeout)
     except RpcRemoteError as exc:
         return failure(f"{endpoint}: {exc.code}: {exc.message}", code=exc.code)
+    except (RpcTimeout, RpcUnavailable):
+        return unavailable("trader service", endpoint)
     except RpcClientError as exc:
-        return failure(str(exc), code="unavailable")
+        return failure(f"{endpoint}: {exc}", code="rpc_error")
     reply["round_trip_ms"] = round((time.perf_counter() - started) * 1000, 3)
     reply["endpoint"] = endpoint
     return success(reply, human=_table)
