@@ -286,3 +286,34 @@ def test_pycron_when_health_fails_inside_maintenance_window_then_job_is_neither_
     assert (job["state"], job["pid"], job["restarts"], job["maintenance"]) == ("unhealthy", pid, 0, True)
     assert "health probe failed" in job["reason"]
     assert not any("WARNING" in line for line in run.child.lines), run.child.lines
+
+
+def test_pycron_when_log_heartbeat_stops_then_health_fails_and_job_is_restarted(
+    start_pycron: StartPycron, tmp_path: Path
+) -> None:
+    flag = tmp_path / "hang"
+    beater = script(
+        tmp_path,
+        "beater.py",
+        f"""
+        import os, time
+        while True:
+            if not os.path.exists({str(flag)!r}):
+                print("beat", flush=True)
+            time.sleep(0.05)
+        """,
+    )
+    run = start_pycron(f"""
+        jobs:
+          beater:
+            command: [python, {beater}]
+            backoff: {{initial_s: 0.1, jitter: 0}}
+            health:
+              - {{type: log, pattern: "^beat$", interval_s: 0.3, failure_threshold: 2}}
+        """)
+    first = int(run.wait_line(r"beater: ready \(pid (\d+)\)").rsplit(" ", 1)[1].strip(")"))
+    flag.touch()  # the job hangs: still running, no more heartbeats
+    run.wait_line(r"beater: health probe failed: log: no line matching '\^beat\$' yet; restarting")
+    flag.unlink()
+    run.wait_line(rf"beater: ready \(pid (?!{first}\b)\d+\)")
+    assert run.job("beater")["restarts"] == 1
