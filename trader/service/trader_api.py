@@ -224,6 +224,9 @@ def build_registry(state: TraderState, app: TraderApp | None = None) -> MethodRe
         from trader.service.market_api import register  # noqa: PLC0415 (it imports this module)
 
         register(registry, app)
+        from trader.service.data_api import register as register_data  # noqa: PLC0415
+
+        register_data(registry, app)
     return registry
 
 
