@@ -11,12 +11,14 @@ from pycron.config import PycronConfig
 from trader.config.exchange import ExchangeConfig
 from trader.config.schema import ConfigError, load
 from trader.config.trader import TraderConfig
+from trader.strategy.config import StrategiesConfig
 
 SCHEMAS: Mapping[str, type[Any]] = {
     "trader.yaml": TraderConfig,
     "exchange.yaml": ExchangeConfig,
     "pycron.yaml": PycronConfig,
     "pycron_docker.yaml": PycronConfig,
+    "strategies.yaml": StrategiesConfig,
 }
 """File name in configs/ -> the dataclass it loads into. Each new config file registers here."""
 
