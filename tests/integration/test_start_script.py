@@ -7,6 +7,8 @@ import asyncio
 import json
 import os
 import signal
+import socket
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,19 @@ import ib_async
 from tests.integration.test_pycron_supervisor import wait_gone
 from tests.support import ROOT, Processes, free_endpoint, free_port
 from trader.messaging.rpc import RpcClient
+
+
+def free_port_pair() -> int:
+    """A port p with p and p + 1 both free (the two strategy shards' RPC: base_port + K)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no two consecutive free ports")
 
 
 def get_json(url: str) -> Any:
@@ -35,6 +50,7 @@ def test_start_script_when_run_then_every_process_is_ready_restarted_when_killed
         "BOURSE_ZMQ_TICKS": free_endpoint(),
         "BOURSE_ZMQ_EVENTS": free_endpoint(),
         "BOURSE_WEB_PORT": str(web),
+        "BOURSE_SHARDS_BASE_PORT": str(free_port_pair()),
         "BOURSE_LOGGING_CONSOLE": "false",
     }
     system = procs.spawn(["bash", str(ROOT / "start.sh"), "--data-dir", str(tmp_path)], env=env)
@@ -47,9 +63,19 @@ def test_start_script_when_run_then_every_process_is_ready_restarted_when_killed
         "exchange": "ready",
         "trader": "ready",
         "history": "stopped",  # scheduled on weekday evenings only
+        "strategies-0": "ready",
+        "strategies-1": "ready",
     }
     with RpcClient(rpc, timeout=5) as client:
         assert client.call("status")["data_dir"] == str(tmp_path)
+        # the example strategies of configs/strategies.yaml trade within a minute of start
+        deadline = time.monotonic() + 60
+        traded: set[str] = set()
+        while time.monotonic() < deadline and traded != {"sma_fast", "meanrev", "momentum"}:
+            traded = {row["strategy"] for row in client.call("get_positions") if row["quantity"]}
+            if traded != {"sma_fast", "meanrev", "momentum"}:
+                time.sleep(0.5)  # polling the trader's book for an outcome (no event carries "all three")
+        assert traded == {"sma_fast", "meanrev", "momentum"}
 
     async def managed_accounts() -> list[str]:
         ib = ib_async.IB()
@@ -72,7 +98,7 @@ def test_start_script_when_run_then_every_process_is_ready_restarted_when_killed
     assert trader["state"] == "ready" and trader["pid"] != killed and trader["restarts"] == 1
     assert trader["last_exit"]["signal"] == signal.SIGKILL
     pids = [job["pid"] for job in get_json(f"{url}/processes") if job["pid"]]
-    assert len(pids) == 2
+    assert len(pids) == 4
 
     os.kill(system.pid, signal.SIGTERM)  # start.sh execs pycron: this is pycron, not its group
     assert system.popen.wait(60) == 0

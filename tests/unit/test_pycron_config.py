@@ -41,9 +41,10 @@ def test_shipped_file_when_loaded_then_exchange_then_trader_with_their_probes() 
     assert trader.readiness.argv == ("python", "cli.py", "ping", "--timeout", "1")
     assert trader.restart == "on-failure" and trader.crash_loop.max_restarts > 0
     assert trader.stop.signum is signal.SIGTERM
-    assert config.start_order() == ("exchange", "trader", "history")
-    assert config.stop_order() == ("history", "trader", "exchange")
+    assert config.start_order() == ("exchange", "trader", "history", "strategies-0", "strategies-1")
+    assert config.stop_order() == ("strategies-1", "strategies-0", "history", "trader", "exchange")
     assert config.dependents("exchange") == ("trader",)
+    assert config.dependents("trader") == ("history", "strategies-0", "strategies-1")
     history = config.jobs["history"]
     assert (history.autostart, history.restart, history.depends_on) == (False, "never", ("trader",))
     assert [(s.action, s.tz, s.missed) for s in history.schedules] == [
@@ -58,7 +59,7 @@ def test_shipped_file_when_checked_by_config_check_then_ok() -> None:
 
 def test_docker_file_when_loaded_then_display_vnc_tws_trader_with_ib_maintenance_windows() -> None:
     config = load_pycron(ROOT / "configs" / "pycron_docker.yaml", {})
-    assert config.start_order() == ("xvfb", "vnc", "tws", "trader", "history")
+    assert config.start_order() == ("xvfb", "vnc", "tws", "trader", "strategies-0", "strategies-1", "history")
     tws = config.jobs["tws"]
     assert tws.command[-1] == "-inline" and tws.env["DISPLAY"] == ":1"
     assert (tws.readiness.type, tws.readiness.pattern) == ("log", "Login has completed")
