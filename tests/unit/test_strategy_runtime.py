@@ -323,6 +323,16 @@ def test_target_when_fill_arrives_before_its_order_update_then_no_cancel_and_no_
     assert runtime.on_prices("AAPL", "5 secs", bar(1)) == []
 
 
+def test_working_orders_when_all_fills_in_before_the_filled_record_then_not_listed() -> None:
+    runtime, strategy = targeting(10.0)
+    (place,) = places(runtime.on_prices("AAPL", "5 secs", bar(0)))
+    assert runtime.on_order(order_record(place)) == []
+    assert runtime.on_fill(fill_record(place, "e1", 10.0)) == []  # the Filled record comes later
+    assert strategy.position("AAPL") == 10.0
+    assert strategy.working_orders("AAPL") == []  # nothing left to fill: `if not working` moves on
+    assert runtime.on_prices("AAPL", "5 secs", bar(1)) == []  # and the target places nothing more
+
+
 def test_target_when_changed_then_cancel_first_and_place_once_cancelled() -> None:
     runtime, strategy = targeting(10.0)
     (buy,) = places(runtime.on_prices("AAPL", "5 secs", bar(0)))

@@ -160,8 +160,12 @@ class _Slot:
         return self.positions.get(symbol, 0.0)
 
     def working_orders(self, symbol: str | None) -> list[dict[str, Any]]:
+        # An order whose fills are all in (remaining 0) is not shown, even before its Filled record
+        # arrives (targets still count it until then; authors testing `if not working` must not stall).
         return [
-            o.view() for o in self.orders.values() if o.working and (symbol is None or o.symbol == symbol)
+            o.view()
+            for o in self.orders.values()
+            if o.working and o.remaining > EPS and (symbol is None or o.symbol == symbol)
         ]
 
     def window(self, symbol: str) -> pd.DataFrame:
