@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by start.sh and test.sh: create .venv if missing and install the project into it,
 # skipping pip entirely when pyproject.toml has not changed since the last install.
 VENV="${BOURSE_VENV:-.venv}"
