@@ -1,15 +1,22 @@
 #!/usr/bin/env python3
 """Composition root of the trader service: config, logging, the two PUB sockets, the trader app
-(IB session, book, risk gate, store) and its RPC. Starts even while IB is down (it keeps trying)."""
+(IB session, book, risk gate, store) and its RPC. Starts even while IB is down (it keeps trying).
+
+Refuses to run (``error: <reason>``, exit 2) when the live-trading guard objects to the configured
+port / account (before connecting) or to the account IB reports (once connected: the account is
+halted and the service stops), or when ``<data-dir>/risk/`` cannot be read."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 
 from trader.config.trader import TraderConfig, ZmqConfig
 from trader.messaging.pubsub import TickPublisher
 from trader.messaging.rpc import RpcServer
+from trader.risk import live_trading_guard
+from trader.risk.store import RiskStoreError
 from trader.service.runtime import bootstrap, run_until_signalled, service_arguments
 from trader.service.trader_api import TraderState, build_registry
 from trader.service.trader_app import TraderApp
@@ -17,12 +24,19 @@ from trader.service.trader_app import TraderApp
 log = logging.getLogger("trader.service")
 
 
+class Refused(Exception):
+    """The trader must not run (live-trading guard, unreadable risk state): the message says why."""
+
+
 async def serve(stop: asyncio.Event, state: TraderState) -> None:
     zmq_config = state.config.zmq
     with publisher(zmq_config.ticks, zmq_config) as ticks, publisher(zmq_config.events, zmq_config) as events:
         ticks.start()
         events.start()
-        app = TraderApp(state, ticks, events)
+        try:
+            app = TraderApp(state, ticks, events)
+        except RiskStoreError as exc:
+            raise Refused(str(exc)) from None
         await app.start()
         server = RpcServer(zmq_config.rpc, build_registry(state, app))
         await server.start()
@@ -32,12 +46,18 @@ async def serve(stop: asyncio.Event, state: TraderState) -> None:
         )
         log.info(ready)
         print(ready, flush=True)
-        await stop.wait()
+        fatal = asyncio.create_task(app.risk.fatal.wait())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait([fatal, stopping], return_when=asyncio.FIRST_COMPLETED)
+        fatal.cancel()
+        stopping.cancel()
         log.info("trader service stopping")
         await server.close(grace=1.0)
         serving.cancel()
         await app.close()
     log.info("trader service stopped")
+    if app.risk.fatal_reason:
+        raise Refused(app.risk.fatal_reason)
 
 
 def publisher(endpoint: str, zmq_config: ZmqConfig) -> TickPublisher:
@@ -53,8 +73,22 @@ def publisher(endpoint: str, zmq_config: ZmqConfig) -> TickPublisher:
 def main() -> None:
     args = service_arguments("Bourse trader service", "configs/trader.yaml").parse_args()
     boot = bootstrap("trader", TraderConfig, args, "configs/trader.yaml")
+    risk, ib = boot.config.risk, boot.config.ib
+    reason = live_trading_guard(ib.port, ib.account, risk.trading_mode)  # before connecting
+    if reason is not None:
+        refuse(reason)
     state = TraderState(boot.config, boot.config_path, boot.data_dir)
-    asyncio.run(run_until_signalled(lambda stop: serve(stop, state)))
+    try:
+        asyncio.run(run_until_signalled(lambda stop: serve(stop, state)))
+    except Refused as exc:
+        refuse(str(exc))
+
+
+def refuse(reason: str) -> None:
+    """``error: <reason>`` on stderr (and in the log), exit status 2."""
+    log.error("trader refused to run: %s", reason)
+    print(f"error: {reason}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def test_status_when_system_runs_then_ib_subscriptions_and_endpoints_are_shown(
     assert "processes (pycron)" in out and "exchange" in out and "4242" in out
     for expected in ("IB", "client id", "account", "subscriptions", "last tick", "store", "data dir"):
         assert expected in out
-    assert "active (no risk gate yet)" in out
+    assert "trading" in out and "active" in out
     assert cli_system.trader.rpc in out
     assert str(cli_system.data_dir) in out
 
@@ -86,7 +86,7 @@ def test_status_when_json_before_or_after_then_the_same_document(cli_system: Cli
         assert "pycron is not running" in result["processes"]["error"]
         assert result["trader"]["endpoints"]["rpc"] == cli_system.trader.rpc
         assert result["trader"]["ib"]["client_id"] == 0
-        assert result["trading"] == {"state": "active", "note": "no risk gate yet"}
+        assert result["trading"]["state"] == "active" and result["trading"]["kill_switch"] is False
         assert result["subscriptions"]["count"] == len(result["subscriptions"]["symbols"])
     assert first["result"]["trader"]["pid"] == second["result"]["trader"]["pid"]
 
@@ -111,7 +111,7 @@ def test_status_when_bad_option_or_debug_then_usage_error_or_accepted(cli_system
     for args in (("--debug", "status"), ("status", "--debug")):
         result = cli_system.cli(*args, env=no_pycron())
         assert result.returncode == 0, result.stderr
-        assert "active (no risk gate yet)" in result.stdout
+        assert "active" in result.stdout
 
 
 def trader_methods(cli_system: CliSystem) -> set[str]:
@@ -281,7 +281,7 @@ def test_repl_when_driven_through_a_terminal_then_commands_run_complete_and_are_
         repl.send("sta\t")
         repl.expect("status")
         repl.send("\r")
-        assert "active (no risk gate yet)" in repl.expect("bourse> ")
+        assert "active" in repl.expect("bourse> ")
         repl.send("exit\r")
     finally:
         code = repl.close()

@@ -60,11 +60,17 @@ class TraderProcess:
 
 
 def start_trader(
-    procs: Processes, data_dir: Path, ib_port: int, *, endpoints: dict[str, str] | None = None
+    procs: Processes,
+    data_dir: Path,
+    ib_port: int,
+    *,
+    endpoints: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> TraderProcess:
     """``services/trader_service.py`` as IB client 0 of the exchange on ``ib_port``; free endpoints
-    unless given (a restart reuses them)."""
+    unless given (a restart reuses them); ``env``: more variables (e.g. ``BOURSE_CONFIG``)."""
     ends = endpoints or {"rpc": free_endpoint(), "ticks": free_endpoint(), "events": free_endpoint()}
+    extra = env or {}
     env = {f"BOURSE_ZMQ_{name.upper()}": endpoint for name, endpoint in ends.items()}
     env |= {
         "BOURSE_DATA_DIR": str(data_dir),
@@ -73,6 +79,7 @@ def start_trader(
         "BOURSE_ZMQ_HEARTBEAT_S": "0.1",
         "BOURSE_LOGGING_CONSOLE": "false",
     }
+    env |= extra
     child = procs.python("services/trader_service.py", env=env)
     child.wait_for_line("trader service ready", timeout=30)
     return TraderProcess(child, env, ends["rpc"], ends["events"], ends["ticks"], data_dir)

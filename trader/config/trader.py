@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from trader.config.schema import checked, endpoint, in_range
+from trader.risk.limits import RiskConfig
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -74,3 +75,6 @@ class TraderConfig:
     zmq: ZmqConfig = field(default_factory=ZmqConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    risk: RiskConfig = field(default_factory=RiskConfig)
+    """Pre-trade limits, trading states, the breaker, the kill switch, the live-trading guard
+    (docs/risk.md)."""

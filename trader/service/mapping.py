@@ -387,6 +387,7 @@ def app_status(app: TraderApp) -> dict[str, Any]:
         },
         "reconcile": dict(app.reconciles),
         "risk": app.gate.stats(),
+        "trading": app.risk.engine.status(time.time_ns())["trading"],
     }
 
 

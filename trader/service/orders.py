@@ -53,6 +53,7 @@ ACTIONS: Final = ("BUY", "SELL")
 TAKE_PROFIT: Final = ".tp"
 STOP_LOSS: Final = ".sl"
 """Suffixes of a bracket's children's client order ids (``<parent>.tp``, ``<parent>.sl``)."""
+RISK_PRICE_TIMEOUT_S: Final = 2.0
 
 
 class BadOrder(ValueError):
@@ -337,6 +338,9 @@ class PlaceRequest:
     cash_amount: float | None = None
     """When set, ``spec.quantity`` is ignored: sized from the cash at the limit or market price."""
     account: str = ""
+    liquidation: bool = False
+    """Sent by the risk engine to close a position (the breaker's flatten): admitted in any trading
+    state when it only reduces. Internal only: no RPC param sets it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,10 +405,13 @@ class OrderDesk:
             quantity = quantity_for_cash(request.cash_amount, price, multiplier, fractional=fractional)
             spec = dataclasses.replace(spec, quantity=quantity)
         account = request.account or app.session.account
+        con_id = int(contract.conId)
+        app.risk.note_contract(con_id, str(contract.currency))
+        extra = None if request.liquidation else await self._risk_price(contract)
         intent = OrderIntent(
             request.strategy,
             request.client_order_id,
-            int(contract.conId),
+            con_id,
             symbol_of(contract),
             str(contract.secType),
             spec.action,
@@ -416,8 +423,9 @@ class OrderDesk:
             str(contract.currency),
             account,
             spec.bracket,
+            request.liquidation,
         )
-        refusal = app.gate.check(intent, app.gate_context())
+        refusal = app.gate.check(intent, app.gate_context(extra))
         if refusal is not None and refusal.rule == NOT_CONNECTED:
             raise TraderError("not_connected", refusal.reason)
         now = time.time_ns()
@@ -453,6 +461,19 @@ class OrderDesk:
                     app.apply(OrderDenied(order.client_order_id, f"not sent: {exc}", now), "place")
             raise TraderError("not_connected", str(exc)) from None
         return Placed(True, [app.book.order(o.client_order_id) for o in orders])
+
+    async def _risk_price(self, contract: Contract) -> dict[int, float] | None:
+        """A price for the gate when no mark is known (a snapshot, briefly): the amount limits
+        refuse an order they cannot value."""
+        con_id = int(contract.conId)
+        if self.app.gate.engine is None or con_id in self.app.risk.marks():
+            return None
+        try:
+            price = await asyncio.wait_for(self.price(contract), RISK_PRICE_TIMEOUT_S)
+        except Exception:  # no price: the gate says so
+            return None
+        self.app.risk.note_price(con_id, price)
+        return {con_id: price}
 
     async def price(self, contract: Contract) -> float:
         """A price to size a cash amount: the last tick's mid (or trade), else a snapshot."""

@@ -30,6 +30,7 @@ from trader.ib.contracts import AmbiguousContract, UnknownContract
 from trader.ib.errors import NotConnected
 from trader.ib.history import HistoryError
 from trader.messaging.rpc import BAD_PARAMS, MethodRegistry, RpcError
+from trader.risk import InvalidStateTransition, LimitError, RiskError
 from trader.service import mapping as mp
 from trader.service.orders import (
     BadOrder,
@@ -103,6 +104,9 @@ _CODES: Final[tuple[tuple[type[Exception], str], ...]] = (
     (InvalidTransition, "too_late"),
     (HistoryError, "history_error"),
     (StoreError, "store_error"),
+    (LimitError, BAD_PARAMS),
+    (InvalidStateTransition, "conflict"),
+    (RiskError, "conflict"),
 )
 
 
@@ -227,6 +231,9 @@ def build_registry(state: TraderState, app: TraderApp | None = None) -> MethodRe
         from trader.service.data_api import register as register_data  # noqa: PLC0415
 
         register_data(registry, app)
+        from trader.service.risk_api import register as register_risk  # noqa: PLC0415
+
+        register_risk(registry, app)
     return registry
 
 

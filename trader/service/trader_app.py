@@ -25,6 +25,8 @@
 * **Orders** (:class:`~trader.service.orders.OrderDesk`) pass the gate (refused at once with
   ``not_connected`` while IB is down), are registered in the book (idempotent on the client order
   id) and placed with ``orderRef = <strategy>:<client order id>``.
+* **Risk** (:class:`~trader.service.risk_runtime.RiskRuntime`): the engine behind the gate, the
+  kill switch, the breaker fed with the book's P&L, the live-trading guard at every sync.
 """
 
 from __future__ import annotations
@@ -32,12 +34,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
-import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import pandas as pd
@@ -68,12 +67,14 @@ from trader.ib.contracts import ContractResolver
 from trader.ib.errors import IbError
 from trader.ib.history import History
 from trader.ib.market_data import MarketData, Tick
-from trader.ib.session import IbSession, StateChange, SyncContext
+from trader.ib.session import ConnectionState, IbSession, StateChange, SyncContext
 from trader.messaging.pubsub import TickPublisher
 from trader.risk import GateContext, RiskGate
 from trader.service import mapping as mp
+from trader.service.book_file import BookFile
 from trader.service.market_api import MarketFeeds
 from trader.service.orders import OrderDesk
+from trader.service.risk_runtime import RiskRuntime
 
 if TYPE_CHECKING:
     from trader.service.trader_api import TraderState
@@ -87,48 +88,6 @@ LOST_ORDER_GRACE_NS: Final = 2_000_000_000
 RESIDUAL_RECHECK_S: Final = 0.5
 RECONCILE_TIMEOUT_S: Final = 30.0
 ORDER_LOG_INTERVAL_S: Final = 1.0
-
-
-class BookFile:
-    """``<dir>/book.json``: the book's records, replaced atomically."""
-
-    def __init__(self, directory: Path) -> None:
-        self.path = directory / "book.json"
-        self.saves = 0
-        self.last_save_s = 0.0
-
-    def load(self) -> dict[str, Any] | None:
-        try:
-            data: dict[str, Any] = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        return data
-
-    def move_aside(self, why: str) -> None:
-        aside = self.path.with_name(f"book.broken-{time.time_ns()}.json")
-        log.error(
-            "book file %s unusable (%s): moved to %s; rebuilding from the store and IB", self.path, why, aside
-        )
-        with contextlib.suppress(OSError):
-            self.path.rename(aside)
-
-    def save(self, records: dict[str, Any], saved_ns: int) -> None:
-        started = time.perf_counter()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".json.tmp")
-        payload = json.dumps({"saved_ns": saved_ns, "book": records}, separators=(",", ":"))
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        self.saves += 1
-        self.last_save_s = time.perf_counter() - started
 
 
 class TraderApp:
@@ -148,7 +107,8 @@ class TraderApp:
         self.state = state
         config = state.config
         self.ticks, self.events = ticks, events
-        self.gate = gate or RiskGate()
+        self.risk = RiskRuntime(self, config.risk, state.data_dir)  # limits, states, kill switch, breaker
+        self.gate = gate or self.risk.gate
         self.reconcile_interval_s = reconcile_interval_s
         self.save_interval_s = save_interval_s
         self.store_uri = config.store.resolved_uri(state.data_dir)
@@ -190,6 +150,7 @@ class TraderApp:
         await self.writer.call(self.journal.recover)  # journaled fills stored before the book syncs
         self.journal.start()
         await self._restore()
+        self.risk.restore()
         ib = self.session.ib
         ib.openOrderEvent += self._on_open_order
         ib.orderStatusEvent += self._on_order_status
@@ -212,6 +173,7 @@ class TraderApp:
             (self._periodic_reconcile, "reconcile"),
             (self._account_pump, "account"),
             (self.market.run, "bars"),
+            *self.risk.tasks(),
         ):
             self._tasks.append(asyncio.get_running_loop().create_task(job(), name=f"trader-{name}"))
         self.session.start()
@@ -230,6 +192,7 @@ class TraderApp:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.risk.close()
         await self._save_book()
         await self._flush_order_log()
         await self.journal.close()
@@ -256,6 +219,7 @@ class TraderApp:
             self.order_changed(self.book.order(outcome.client_order_id), outcome.previous)
         if outcome.fill is not None and outcome.changed:
             self._fill_booked(outcome.fill)
+            self.risk.on_fill(outcome.fill)
         if outcome.overfill and outcome.client_order_id is not None:
             message = f"order {outcome.client_order_id} is overfilled"
             log.error(message)
@@ -489,6 +453,8 @@ class TraderApp:
                 "client_id": self.session.client_id,
             },
         )
+        if change.state is ConnectionState.CONNECTED:
+            self.risk.on_connected()
 
     def _on_tick(self, tick: Tick) -> None:
         self.last_tick_at = time.time()
@@ -513,6 +479,7 @@ class TraderApp:
     # -- reconciliation -------------------------------------------------------------------------------
 
     async def _on_sync(self, context: SyncContext) -> None:
+        self.risk.guard_connected(context.account)  # GuardRefused: never CONNECTED; the service stops
         await self.reconcile(f"sync: {context.reason}", grace_ns=0)
 
     async def _periodic_reconcile(self) -> None:
@@ -578,7 +545,8 @@ class TraderApp:
 
     # -- orders ---------------------------------------------------------------------------------------
 
-    def gate_context(self) -> GateContext:
+    def gate_context(self, extra_marks: dict[int, float] | None = None) -> GateContext:
+        """What the gate reads: the session, the book, marks, NetLiquidation, currencies, FX."""
         session = self.session
         return GateContext(
             connected=session.connected,
@@ -586,7 +554,7 @@ class TraderApp:
             connection_reason=session.reason,
             book=self.book,
             now_ns=time.time_ns(),
-            marks=self.marks,
+            **self.risk.context_fields(extra_marks),
         )
 
 
