@@ -263,6 +263,71 @@ def test_bracket_when_take_profit_and_stop_loss_pct_then_children_priced_and_wor
     assert len(ok_json(cli_system, "trade cancel-all --strategy clibrk")["cancelled"]) == 5
 
 
+def test_trade_twap_and_iceberg_when_run_then_algos_lists_them_and_cancel_algo_stops_one(
+    cli_system: CliSystem,
+) -> None:
+    connected(cli_system)
+    twap = ok_json(
+        cli_system,
+        "trade twap --symbol NKE --buy --quantity 6 --duration 2s --slices 2 --style market"
+        " --strategy clialgo",
+    )
+    assert (twap["algo"], twap["action"], twap["quantity"]) == ("twap", "BUY", 6.0)
+    assert re.fullmatch(COID, twap["client_order_id"]), twap
+    done = rpc_until(
+        cli_system,
+        "get_algos",
+        lambda rows: rows[0]["state"] == "done",
+        client_order_id=twap["client_order_id"],
+    )
+    assert done[0]["reason"] == "filled" and done[0]["filled"] == 6.0
+    ice = ok(
+        run(
+            cli_system,
+            f"trade iceberg --symbol NKE --buy --quantity 30 --display 10 --limit {low('NKE')}"
+            " --strategy clialgo",
+        )
+    )
+    line = ice.stdout.splitlines()[0]
+    assert re.fullmatch(rf"iceberg BUY 30 NKE \(clialgo, ({COID})\): running, 0 filled, 10 working", line), (
+        ice.stdout
+    )
+    parent = line.split(", ")[1].split(")")[0]
+    listed = ok(run(cli_system, "trade algos --strategy clialgo")).stdout
+    assert "twap BUY 6 NKE" in listed and "done (filled)" in listed and parent in listed
+    assert ok_json(cli_system, "trade algos --active --strategy clialgo")[0]["client_order_id"] == parent
+    cancelled = ok(run(cli_system, f"trade cancel-algo --order-id {parent}")).stdout
+    assert "done (cancelled)" in cancelled.splitlines()[0], cancelled
+    rpc_until(cli_system, "get_orders", lambda rows: rows == [], strategy="clialgo", open_only=True)
+    usage = run(cli_system, "trade twap --symbol NKE --buy --sell --quantity 1 --duration 1m")
+    assert usage.returncode == 2 and "exactly one of --buy and --sell" in usage.stderr
+    bad = run(cli_system, "trade twap --symbol NKE --buy --quantity 1 --duration soon")
+    assert bad.returncode == 2 and "expected a duration" in bad.stderr
+
+
+def test_trade_protect_and_oco_when_long_then_exits_sized_to_the_position(cli_system: CliSystem) -> None:
+    connected(cli_system)
+    place_json(cli_system, "buy --symbol DIS --market --quantity 3 --strategy cliprot")
+    rpc_until(
+        cli_system, "get_positions", lambda rows: sum(r["quantity"] for r in rows) == 3, strategy="cliprot"
+    )
+    protect = ok_json(cli_system, "trade protect --symbol DIS --trail-pct 30 --strategy cliprot")
+    assert (protect["order"]["action"], protect["order"]["quantity"], protect["order"]["order_type"]) == (
+        "SELL",
+        3.0,
+        "TRAIL",
+    )
+    oco = ok(
+        run(
+            cli_system,
+            f"trade oco --symbol DIS --sell --quantity 3 --limit {high('DIS')} --stop {low('DIS')}"
+            " --strategy cliprot",
+        )
+    )
+    assert len(oco.stdout.splitlines()) == 2 and "SELL 3 DIS LMT" in oco.stdout and "STP" in oco.stdout
+    assert len(ok_json(cli_system, "trade cancel-all --strategy cliprot")["cancelled"]) == 3
+
+
 # -- refusals and errors --------------------------------------------------------------------------------
 
 
@@ -278,7 +343,7 @@ def test_buy_when_quantity_zero_then_exit_1_with_the_traders_reason_on_one_line(
     message = "quantity must be a positive number, got 0.0"
     assert envelope.json()["error"] == {"code": "bad_order", "message": message}
     wrong = run(cli_system, "trade buy --symbol AAPL --limit 100 --take-profit 90 --quantity 1")
-    assert wrong.returncode == 1 and "take_profit 90.0 is on the wrong side" in one_error_line(wrong)
+    assert wrong.returncode == 1 and "take_profit 90 is on the wrong side" in one_error_line(wrong)
     unknown = run(cli_system, "trade sell --symbol NOSUCHSYM --market --quantity 1")
     assert unknown.returncode == 1 and "NOSUCHSYM" in one_error_line(unknown)
 

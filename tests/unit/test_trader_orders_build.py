@@ -71,9 +71,11 @@ def test_check_spec_when_terms_valid_then_normalised() -> None:
         (OrderSpec("BUY", 0), "quantity must be a positive number"),
         (OrderSpec("BUY", math.nan), "quantity must be a positive number"),
         (OrderSpec("HOLD", 1), "action must be one of BUY, SELL"),
-        (OrderSpec("BUY", 1, "MOC"), "order_type must be one of"),
+        (OrderSpec("BUY", 1, "MIDPRICE"), "order_type must be one of"),
+        (OrderSpec("BUY", 1, tif="FOK"), "tif FOK is not supported by Bourse"),
+        (OrderSpec("BUY", 1, "LMT", limit_price=1, tif="OPG"), "tif OPG is not supported by Bourse"),
         (OrderSpec("BUY", 1, tif="GTD"), "tif must be one of"),
-        (OrderSpec("BUY", 1, take_profit=90, stop_loss=110), "take_profit 90.0 must be above stop_loss"),
+        (OrderSpec("BUY", 1, take_profit=90, stop_loss=110), "take_profit 90 must be above stop_loss"),
         (OrderSpec("SELL", 1, take_profit=110, stop_loss=90), "must be below stop_loss"),
         (OrderSpec("BUY", 1, "LMT", limit_price=100, take_profit=99), "wrong side of limit_price"),
         (OrderSpec("BUY", 1, "LMT", limit_price=100, stop_loss=101), "wrong side of limit_price"),
@@ -89,7 +91,7 @@ def test_quantity_for_cash_when_sized_then_whole_units_unless_fractional() -> No
     assert quantity_for_cash(10_000, 333.0) == 30.0
     assert quantity_for_cash(10_000, 100.0) == 100.0  # exact: not 99 from float error
     assert quantity_for_cash(1_000_000, 6000.0, 50) == 3.0
-    with pytest.raises(BadOrder, match="less than one unit"):
+    with pytest.raises(BadOrder, match="less than one lot"):
         quantity_for_cash(100_000, 6000.0, 50)
     assert quantity_for_cash(1000, 1.1, fractional=True) == pytest.approx(909.0909, rel=1e-6)
     for cash, price in ((0, 1), (10, 0), (10, math.nan)):

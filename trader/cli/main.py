@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import click
 
 from trader.cli.account_cmd import account_command, pnl_command, portfolio_command, positions_command
+from trader.cli.algo_cmd import ALGO_COMMANDS
 from trader.cli.book_cmd import book_group
 from trader.cli.config_cmd import config_group
 from trader.cli.context import CliContext, hoist_globals
@@ -77,6 +78,8 @@ COMMANDS = (
 )
 for command in COMMANDS:
     cli.add_command(command)
+for command in ALGO_COMMANDS:  # trade twap / iceberg / algos / cancel-algo / oco / protect
+    trade_group.add_command(command)
 
 
 def run(args: Sequence[str], state: CliContext | None = None) -> int:

@@ -46,6 +46,9 @@ from ib_async import Order
 
 ORDER_TYPES: Final = ("MKT", "LMT", "STP", "STP LMT", "TRAIL", "TRAIL LIMIT", "MOC", "LOC")
 TIFS: Final = ("DAY", "GTC", "IOC", "FOK", "OPG")
+TRADED_TIFS: Final = ("DAY", "GTC", "IOC")
+"""The time in force the trader service sends (:func:`check_traded`): IB also knows FOK and OPG,
+but the paper exchange rejects them (error 321), so Bourse refuses them before they are sent."""
 ACTIONS: Final = ("BUY", "SELL")
 LIMIT_TYPES: Final = frozenset({"LMT", "STP LMT", "LOC"})
 """Types that need ``limit_price`` (and refuse it otherwise)."""
@@ -199,6 +202,22 @@ def _check_bracket(spec: OrderSpec) -> None:
         raise BadOrder(f"take_profit {tp:g} is on the wrong side of limit_price {entry:g} for {spec.action}")
     if entry is not None and sl is not None and (entry - sl) * up <= 0:
         raise BadOrder(f"stop_loss {sl:g} is on the wrong side of limit_price {entry:g} for {spec.action}")
+
+
+def check_traded(spec: OrderSpec) -> OrderSpec:
+    """``spec`` (already checked) if the trader service can send it: tif DAY, GTC or IOC; BadOrder
+    naming the tif otherwise (FOK / OPG are valid at IB but the paper exchange rejects them)."""
+    if spec.tif not in TRADED_TIFS:
+        hint = (
+            "use IOC (fills what it can at once)"
+            if spec.tif == "FOK"
+            else "use a DAY order placed at the open"
+        )
+        raise BadOrder(
+            f"tif {spec.tif} is not supported by Bourse: the paper exchange works DAY, GTC and IOC "
+            f"only (IB error 321 for {spec.tif}); {hint}"
+        )
+    return spec
 
 
 # -- one order ------------------------------------------------------------------------------------

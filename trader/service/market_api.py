@@ -183,7 +183,7 @@ class MarketFeeds:
     def records(self) -> dict[str, list[dict[str, Any]]]:
         owners: dict[str, list[dict[str, Any]]] = {}
         for sub in self.md.subscriptions():
-            for owner in sorted(sub.owners):
+            for owner in sorted(o for o in sub.owners if not o.startswith("algo:")):  # algos: not kept
                 sizes = [
                     s.size.name for s in self.streams.values() if s.con_id == sub.con_id and owner in s.owners
                 ]

@@ -1,17 +1,20 @@
 """Orders between the RPC, the book and IB: checking, building, placing, cancelling, modifying.
 
-* :func:`check_spec` checks an RPC request's order terms (raising :class:`BadOrder` naming the
-  culprit) into an :class:`OrderSpec`; :func:`quantity_for_cash` turns a cash amount into a
-  quantity.
-* :func:`build_legs` turns a spec into the ib_async orders to place: one, or a bracket (the parent,
-  then a take-profit LMT and/or a stop-loss STP on the other side, sent with ``transmit`` on the
-  last leg only so IB activates them together); :func:`order_requests` are the book's requests of
-  the same legs (children's client order ids: ``<id>.tp``, ``<id>.sl``).
-* :func:`modified` is a copy of a working ib_async order with new terms.
-* :class:`OrderDesk` places (idempotent on the client order id, through the risk gate),
-  cancels and modifies for the trader app; :class:`TraderError` carries the RPC error code.
+Order terms and IB orders are :mod:`trader.execution.builders`' (one :class:`BadOrder`, mapped to
+the RPC's ``bad_order``); this module adds what the trader service needs around them:
 
-Execution algorithms (TWAP, iceberg ...) come later in ``trader/execution``.
+* :func:`check_spec` is the builders' check plus :func:`~trader.execution.builders.check_traded`
+  (tif DAY, GTC or IOC: FOK / OPG are refused before they reach the paper exchange, which rejects
+  them); :func:`quantity_for_cash` sizes a cash amount (:mod:`trader.execution.sizing`, whole lots).
+* :func:`build_legs` (the builders'): one order, or a bracket (the parent, then a take-profit LMT
+  and/or a stop-loss STP on the other side, ``transmit`` on the last leg only);
+  :func:`order_requests` are the book's requests of the same legs (``<id>.tp``, ``<id>.sl``).
+* :func:`modified` is a copy of a working ib_async order with new terms.
+* :class:`OrderDesk` places (idempotent on the client order id, through the risk gate, in an OCA
+  group when asked), cancels and modifies for the trader app; :class:`TraderError` carries the RPC
+  error code. It sizes cash amounts with the instrument's lot rules (contract details, cached).
+
+Execution algorithms run in :mod:`trader.service.algo_runner`; their children come through here.
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ import asyncio
 import contextlib
 import copy
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from ib_async import IB, Contract, LimitOrder, MarketOrder, Order, StopLimitOrder, StopOrder, Trade
+from ib_async import IB, Contract, Order, Trade
 from ib_async.util import UNSET_DOUBLE
 
 from trader.book import (
@@ -40,6 +44,20 @@ from trader.book import (
     build_order_ref,
 )
 from trader.book import Order as BookOrder
+from trader.execution import builders, sizing
+from trader.execution.builders import (
+    ACTIONS,
+    ORDER_TYPES,
+    STOP_LOSS,
+    TAKE_PROFIT,
+    TRADED_TIFS,
+    TRAIL_TYPES,
+    BadOrder,
+    Leg,
+    OrderSpec,
+    build_legs,
+)
+from trader.execution.sizing import LotRules
 from trader.ib.errors import NotConnected
 from trader.risk import NOT_CONNECTED, OrderIntent
 from trader.service.mapping import multiplier_of, symbol_of
@@ -47,196 +65,55 @@ from trader.service.mapping import multiplier_of, symbol_of
 if TYPE_CHECKING:
     from trader.service.trader_app import TraderApp
 
-ORDER_TYPES: Final = ("MKT", "LMT", "STP", "STP LMT", "TRAIL")
-TIFS: Final = ("DAY", "GTC", "IOC", "FOK", "OPG")
-ACTIONS: Final = ("BUY", "SELL")
-TAKE_PROFIT: Final = ".tp"
-STOP_LOSS: Final = ".sl"
-"""Suffixes of a bracket's children's client order ids (``<parent>.tp``, ``<parent>.sl``)."""
+log = logging.getLogger("trader.service.orders")
+
+TIFS: Final = TRADED_TIFS
 RISK_PRICE_TIMEOUT_S: Final = 2.0
+LOT_RULES_TIMEOUT_S: Final = 5.0
+FRACTIONAL_LOT: Final = 1e-8
+"""The lot of a fractional quantity (FX without contract details)."""
 
-
-class BadOrder(ValueError):
-    """The order's terms are invalid (the message names the field)."""
-
-
-@dataclass(frozen=True, slots=True)
-class OrderSpec:
-    """Checked order terms (prices positive, the ones the type needs present, no others)."""
-
-    action: str
-    quantity: float
-    order_type: str = "MKT"
-    limit_price: float | None = None
-    stop_price: float | None = None
-    trail_amount: float | None = None
-    trail_percent: float | None = None
-    tif: str = "DAY"
-    outside_rth: bool = False
-    take_profit: float | None = None
-    stop_loss: float | None = None
-
-    @property
-    def aux_price(self) -> float | None:
-        """IB's auxPrice: the stop price (STP, STP LMT) or the trailing amount (TRAIL)."""
-        return self.stop_price if self.stop_price is not None else self.trail_amount
-
-    @property
-    def bracket(self) -> bool:
-        return self.take_profit is not None or self.stop_loss is not None
-
-    @property
-    def exit_action(self) -> str:
-        return "SELL" if self.action == "BUY" else "BUY"
-
-
-def _price(name: str, value: float | None) -> float | None:
-    return None if value is None else _positive(name, value)
-
-
-def _positive(name: str, value: float) -> float:
-    if not (math.isfinite(value) and value > 0):
-        raise BadOrder(f"{name} must be a positive number, got {value!r}")
-    return float(value)
-
-
-def _normal(name: str, value: str, allowed: tuple[str, ...]) -> str:
-    text = " ".join(value.upper().replace("_", " ").split())
-    if text not in allowed:
-        raise BadOrder(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
-    return text
+__all__ = [
+    "ACTIONS",
+    "ORDER_TYPES",
+    "STOP_LOSS",
+    "TAKE_PROFIT",
+    "TIFS",
+    "BadOrder",
+    "Leg",
+    "OrderSpec",
+    "build_legs",
+    "check_spec",
+    "quantity_for_cash",
+]
 
 
 def check_spec(raw: OrderSpec) -> OrderSpec:
-    """``raw`` checked and normalised (upper case, ``STP_LMT`` -> ``STP LMT``); :class:`BadOrder`
-    for anything IB would refuse or Bourse cannot place."""
-    if not (math.isfinite(raw.quantity) and raw.quantity > 0):
-        raise BadOrder(f"quantity must be a positive number, got {raw.quantity!r}")
-    spec = dataclasses.replace(
-        raw,
-        action=_normal("action", raw.action, ACTIONS),
-        quantity=float(raw.quantity),
-        order_type=_normal("order_type", raw.order_type, ORDER_TYPES),
-        tif=_normal("tif", raw.tif, TIFS),
-        limit_price=_price("limit_price", raw.limit_price),
-        stop_price=_price("stop_price", raw.stop_price),
-        trail_amount=_price("trail_amount", raw.trail_amount),
-        trail_percent=_price("trail_percent", raw.trail_percent),
-        take_profit=_price("take_profit", raw.take_profit),
-        stop_loss=_price("stop_loss", raw.stop_loss),
-    )
-    needs_limit = spec.order_type in ("LMT", "STP LMT")
-    needs_stop = spec.order_type in ("STP", "STP LMT")
-    if needs_limit != (spec.limit_price is not None):
-        raise BadOrder(f"limit_price is {'required' if needs_limit else 'not used'} for {spec.order_type}")
-    if needs_stop != (spec.stop_price is not None):
-        raise BadOrder(f"stop_price is {'required' if needs_stop else 'not used'} for {spec.order_type}")
-    if spec.order_type == "TRAIL":
-        if (spec.trail_amount is None) == (spec.trail_percent is None):
-            raise BadOrder("TRAIL needs exactly one of trail_amount and trail_percent")
-        if spec.trail_percent is not None and spec.trail_percent >= 100:
-            raise BadOrder(f"trail_percent must be below 100, got {spec.trail_percent}")
-    elif spec.trail_amount is not None or spec.trail_percent is not None:
-        raise BadOrder(f"trail_amount / trail_percent are not used for {spec.order_type}")
-    if spec.bracket:
-        _check_bracket(spec)
-    return spec
-
-
-def _check_bracket(spec: OrderSpec) -> None:
-    if spec.tif in ("IOC", "FOK"):
-        raise BadOrder(f"a bracket's parent cannot be {spec.tif}: its children would never activate")
-    up = 1.0 if spec.action == "BUY" else -1.0  # a BUY takes profit above, stops out below
-    tp, sl, entry = spec.take_profit, spec.stop_loss, spec.limit_price
-    if tp is not None and sl is not None and (tp - sl) * up <= 0:
-        side = "above" if up > 0 else "below"
-        raise BadOrder(f"take_profit {tp} must be {side} stop_loss {sl} for a {spec.action} bracket")
-    if entry is not None and tp is not None and (tp - entry) * up <= 0:
-        raise BadOrder(f"take_profit {tp} is on the wrong side of limit_price {entry} for {spec.action}")
-    if entry is not None and sl is not None and (entry - sl) * up <= 0:
-        raise BadOrder(f"stop_loss {sl} is on the wrong side of limit_price {entry} for {spec.action}")
+    """``raw`` checked and normalised by the builders (``STP_LMT`` -> ``STP LMT``), and sendable by
+    the trader (tif DAY, GTC or IOC); :class:`BadOrder` naming the culprit."""
+    return builders.check_traded(builders.check_spec(raw))
 
 
 def quantity_for_cash(
-    cash: float, price: float, multiplier: float = 1.0, *, fractional: bool = False
+    cash: float,
+    price: float,
+    multiplier: float = 1.0,
+    *,
+    fractional: bool = False,
+    lot_size: float = 1.0,
+    min_size: float = 0.0,
+    symbol: str = "",
 ) -> float:
-    """The quantity ``cash`` buys at ``price`` (whole units unless ``fractional``); BadOrder if none."""
-    if not (math.isfinite(cash) and cash > 0):
-        raise BadOrder(f"cash_amount must be a positive number, got {cash!r}")
-    if not (math.isfinite(price) and price > 0):
-        raise BadOrder(f"no usable price to size cash_amount {cash} (got {price!r})")
-    raw = cash / (price * multiplier)
-    quantity = raw if fractional else math.floor(raw + 1e-9)
-    if quantity <= 0:
-        raise BadOrder(f"cash_amount {cash} buys less than one unit at {price} x {multiplier:g}")
-    return float(quantity)
+    """The whole lots ``cash`` buys at ``price`` x ``multiplier`` (:mod:`trader.execution.sizing`);
+    ``fractional``: any quantity (lot 1e-8). BadOrder (with the numbers) under one lot."""
+    lot = FRACTIONAL_LOT if fractional else lot_size
+    return sizing.quantity_for_cash(cash, price, multiplier, lot, min_size=min_size, symbol=symbol)
 
 
-# -- ib_async orders ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Leg:
-    """One ib_async order to place: the parent (``suffix`` "") or a bracket child."""
-
-    suffix: str
-    order: Order
-
-    @property
-    def action(self) -> str:
-        return str(self.order.action)
-
-
-def _base(spec: OrderSpec) -> Order:
-    match spec.order_type:
-        case "MKT":
-            return MarketOrder(spec.action, spec.quantity)
-        case "LMT":
-            assert spec.limit_price is not None
-            return LimitOrder(spec.action, spec.quantity, spec.limit_price)
-        case "STP":
-            assert spec.stop_price is not None
-            return StopOrder(spec.action, spec.quantity, spec.stop_price)
-        case "STP LMT":
-            assert spec.limit_price is not None and spec.stop_price is not None
-            return StopLimitOrder(spec.action, spec.quantity, spec.limit_price, spec.stop_price)
-        case _:
-            order = Order(action=spec.action, totalQuantity=spec.quantity, orderType="TRAIL")
-            if spec.trail_amount is not None:
-                order.auxPrice = spec.trail_amount
-            elif spec.trail_percent is not None:
-                order.trailingPercent = spec.trail_percent
-            return order
-
-
-def build_legs(
-    spec: OrderSpec, order_ref: Callable[[str], str], next_id: Callable[[], int], account: str = ""
-) -> list[Leg]:
-    """The orders to place in this order: the parent, then the bracket children (if any).
-
-    ``order_ref(suffix)`` gives each leg's orderRef; ``next_id()`` a fresh IB order id (the
-    children need the parent's)."""
-    parent = _base(spec)
-    parent.orderId = next_id()
-    legs = [Leg("", parent)]
-    children: list[Leg] = []
-    if spec.take_profit is not None:
-        children.append(Leg(TAKE_PROFIT, LimitOrder(spec.exit_action, spec.quantity, spec.take_profit)))
-    if spec.stop_loss is not None:
-        children.append(Leg(STOP_LOSS, StopOrder(spec.exit_action, spec.quantity, spec.stop_loss)))
-    for child in children:
-        child.order.orderId = next_id()
-        child.order.parentId = parent.orderId
-        legs.append(child)
-    for i, leg in enumerate(legs):
-        order = leg.order
-        order.orderRef = order_ref(leg.suffix)
-        order.tif = spec.tif
-        order.outsideRth = spec.outside_rth
-        order.transmit = i == len(legs) - 1
-        if account:
-            order.account = account
-    return legs
+def _positive(name: str, value: float) -> float:
+    if isinstance(value, bool) or not (math.isfinite(value) and value > 0):
+        raise BadOrder(f"{name} must be a positive number, got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +139,7 @@ def modified(order: Order, change: Modification) -> Order:
     if change.quantity is not None:
         new.totalQuantity = _positive("quantity", change.quantity)
     if change.limit_price is not None:
-        if kind not in ("LMT", "STP LMT"):
+        if kind not in builders.LIMIT_TYPES:
             raise BadOrder(f"limit_price is not used for {kind}")
         new.lmtPrice = _positive("limit_price", change.limit_price)
     if change.stop_price is not None:
@@ -270,7 +147,7 @@ def modified(order: Order, change: Modification) -> Order:
             raise BadOrder(f"stop_price is not used for {kind}")
         new.auxPrice = _positive("stop_price", change.stop_price)
     if change.trail_amount is not None or change.trail_percent is not None:
-        if kind != "TRAIL":
+        if kind not in TRAIL_TYPES:
             raise BadOrder(f"trail_amount / trail_percent are not used for {kind}")
         if change.trail_amount is not None and change.trail_percent is not None:
             raise BadOrder("give one of trail_amount and trail_percent")
@@ -281,7 +158,7 @@ def modified(order: Order, change: Modification) -> Order:
             new.trailingPercent = _positive("trail_percent", change.trail_percent)
             new.auxPrice = UNSET_DOUBLE
     if change.tif is not None:
-        new.tif = _normal("tif", change.tif, TIFS)
+        new.tif = builders.normal("tif", change.tif, TIFS)
     return new
 
 
@@ -341,6 +218,9 @@ class PlaceRequest:
     liquidation: bool = False
     """Sent by the risk engine to close a position (the breaker's flatten): admitted in any trading
     state when it only reduces. Internal only: no RPC param sets it."""
+    oca_group: str = ""
+    """One-cancels-other: the order joins this IB OCA group (``ocaType`` ``oca_type``)."""
+    oca_type: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,6 +238,7 @@ class OrderDesk:
         self.app = app
         self._placing: dict[str, asyncio.Future[None]] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._lots: dict[int, LotRules] = {}
 
     def notify(self, client_order_id: str) -> None:
         """The order changed: wake its waiters."""
@@ -400,14 +281,12 @@ class OrderDesk:
             raise TraderError("not_connected", str(app.gate.connection(app.gate_context())))
         multiplier = multiplier_of(contract)
         if request.cash_amount is not None:
-            price = spec.limit_price or spec.stop_price or await self.price(contract)
-            fractional = contract.secType == "CASH"
-            quantity = quantity_for_cash(request.cash_amount, price, multiplier, fractional=fractional)
+            quantity = await self.size_cash(contract, spec, request.cash_amount)
             spec = dataclasses.replace(spec, quantity=quantity)
         account = request.account or app.session.account
         con_id = int(contract.conId)
         app.risk.note_contract(con_id, str(contract.currency))
-        extra = None if request.liquidation else await self._risk_price(contract)
+        extra = None if request.liquidation else await self.risk_price(contract)
         intent = OrderIntent(
             request.strategy,
             request.client_order_id,
@@ -451,6 +330,8 @@ class OrderDesk:
                 ib.client.getReqId,
                 request.account,
             )
+            if request.oca_group:
+                legs[0].order.ocaGroup, legs[0].order.ocaType = request.oca_group, request.oca_type
             for leg, order in zip(legs, orders, strict=True):
                 trade = ib.placeOrder(contract, leg.order)
                 submitted = OrderSubmitted(order.client_order_id, int(trade.order.orderId), now, client_id)
@@ -462,7 +343,33 @@ class OrderDesk:
             raise TraderError("not_connected", str(exc)) from None
         return Placed(True, [app.book.order(o.client_order_id) for o in orders])
 
-    async def _risk_price(self, contract: Contract) -> dict[int, float] | None:
+    async def lot_rules(self, contract: Contract) -> LotRules:
+        """The instrument's multiplier, lot size (``sizeIncrement``) and minimum size from its
+        contract details (asked once per instrument; lot 1 when IB does not answer)."""
+        con_id = int(contract.conId)
+        rules = self._lots.get(con_id)
+        if rules is not None:
+            return rules
+        details = None
+        try:
+            found = await asyncio.wait_for(self.app.contracts.details(contract), LOT_RULES_TIMEOUT_S)
+            details = found[0] if len(found) == 1 else None
+        except Exception as exc:  # no details: lot 1 (not cached: asked again next time)
+            log.warning("contract details of %s for its lot size: %s", symbol_of(contract), exc)
+        rules = sizing.lot_rules(contract.multiplier, details)
+        if details is not None:
+            self._lots[con_id] = rules
+        return rules
+
+    async def size_cash(self, contract: Contract, spec: OrderSpec, cash: float) -> float:
+        """The whole lots ``cash`` buys: at the order's limit (or stop) price, else the market."""
+        price = spec.limit_price or spec.stop_price or await self.price(contract)
+        rules = await self.lot_rules(contract)
+        if contract.secType == "CASH" and int(contract.conId) not in self._lots:  # no details: as before
+            rules = LotRules(rules.multiplier, FRACTIONAL_LOT, rules.min_size)
+        return sizing.quantity_for_cash_with(cash, price, rules, symbol=symbol_of(contract))
+
+    async def risk_price(self, contract: Contract) -> dict[int, float] | None:
         """A price for the gate when no mark is known (a snapshot, briefly): the amount limits
         refuse an order they cannot value."""
         con_id = int(contract.conId)

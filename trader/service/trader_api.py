@@ -234,6 +234,9 @@ def build_registry(state: TraderState, app: TraderApp | None = None) -> MethodRe
         from trader.service.risk_api import register as register_risk  # noqa: PLC0415
 
         register_risk(registry, app)
+        from trader.service.algo_api import register as register_algo  # noqa: PLC0415
+
+        register_algo(registry, app)
     return registry
 
 
@@ -259,6 +262,8 @@ def _trading(registry: MethodRegistry, app: TraderApp) -> None:
         stop_price: float | None = None,
         trail_amount: float | None = None,
         trail_percent: float | None = None,
+        trail_stop_price: float | None = None,
+        limit_offset: float | None = None,
         tif: str = "DAY",
         outside_rth: bool = False,
         take_profit: float | None = None,
@@ -278,14 +283,16 @@ def _trading(registry: MethodRegistry, app: TraderApp) -> None:
             action,
             quantity if quantity is not None else 1.0,
             order_type,
-            limit_price,
-            stop_price,
-            trail_amount,
-            trail_percent,
-            tif,
-            outside_rth,
-            take_profit,
-            stop_loss,
+            limit_price=limit_price,
+            stop_price=stop_price,
+            trail_amount=trail_amount,
+            trail_percent=trail_percent,
+            trail_stop_price=trail_stop_price,
+            limit_offset=limit_offset,
+            tif=tif,
+            outside_rth=outside_rth,
+            take_profit=take_profit,
+            stop_loss=stop_loss,
         )
         spec = check_spec(raw)
         existing = app.desk.existing(strategy, client_order_id, spec.action)

@@ -24,7 +24,8 @@
   The session is CONNECTED, and orders accepted, only after that. Nothing is ever resubmitted.
 * **Orders** (:class:`~trader.service.orders.OrderDesk`) pass the gate (refused at once with
   ``not_connected`` while IB is down), are registered in the book (idempotent on the client order
-  id) and placed with ``orderRef = <strategy>:<client order id>``.
+  id) and placed with ``orderRef = <strategy>:<client order id>``; execution algorithms
+  (:class:`~trader.service.algo_runner.AlgoRunner`) place their children through it.
 * **Risk** (:class:`~trader.service.risk_runtime.RiskRuntime`): the engine behind the gate, the
   kill switch, the breaker fed with the book's P&L, the live-trading guard at every sync.
 """
@@ -71,6 +72,7 @@ from trader.ib.session import ConnectionState, IbSession, StateChange, SyncConte
 from trader.messaging.pubsub import TickPublisher
 from trader.risk import GateContext, RiskGate
 from trader.service import mapping as mp
+from trader.service.algo_runner import AlgoRunner
 from trader.service.book_file import BookFile
 from trader.service.market_api import MarketFeeds
 from trader.service.orders import OrderDesk
@@ -131,6 +133,7 @@ class TraderApp:
         self._dirty = asyncio.Event()
         self._reconcile_lock = asyncio.Lock()
         self.desk = OrderDesk(self)
+        self.algos = AlgoRunner(self)  # TWAP / iceberg parents: children through the desk
         self.market = MarketFeeds(self)  # bar streams; subscriptions.json, restored at start
         self._account_changes: dict[tuple[str, str, str], str] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -163,6 +166,7 @@ class TraderApp:
             self.session.add_reconcile_hook(self._on_sync),
             self.md.add_tick_listener(self._on_tick),
             self.md.add_tick_listener(self.market.on_tick),
+            self.md.add_tick_listener(self.algos.on_tick),
         ]
         self.market.restore()
         for job, name in (
@@ -181,6 +185,7 @@ class TraderApp:
     async def close(self) -> None:
         for detach in self._detach:
             detach()
+        self.algos.close()
         self.md.close()
         await self.session.close()
         with contextlib.suppress(TimeoutError):
@@ -235,6 +240,7 @@ class TraderApp:
         self.publish(f"order.{order.strategy}", body)
         self._order_rows.append((order.strategy, mp.order_log_row(order)))
         self.desk.notify(order.client_order_id)
+        self.algos.on_order(order)
 
     def _fill_booked(self, fill: Fill) -> None:
         if fill.client_order_id is None:  # a reconciliation adjustment: not an execution
