@@ -46,6 +46,12 @@ from trader.messaging.rpc import AsyncRpcClient  # noqa: E402
 
 QUIET = {"BOURSE_LOGGING_CONSOLE": "false", "BOURSE_MARKET_HOURS": "always", "PYTHONUNBUFFERED": "1"}
 FAST_MARKET = {"BOURSE_MARKET_STEP_MS": "100", "BOURSE_MARKET_TICK_RATE": "10"}
+RISK_FOR_BENCH = {
+    # The shipped strategy rate limit (20 orders/s) would throttle a 40/s benchmark: raise it (every
+    # other check still runs on every order, so the gate's cost is in the figures).
+    "BOURSE_RISK_STRATEGY_LIMITS": "{max_position_notional: 250000, max_open_orders: 100, "
+    "max_orders_per_second: 1000, max_orders_per_minute: 100000, max_daily_loss: 10000}",
+}
 PACE_S = 0.025
 
 
@@ -120,6 +126,7 @@ def system(market: dict[str, str]) -> Iterator[tuple[int, dict[str, str], Servic
         endpoints = {"rpc": _endpoint(), "ticks": _endpoint(), "events": _endpoint()}
         env = {f"BOURSE_ZMQ_{k.upper()}": v for k, v in endpoints.items()}
         env |= {"BOURSE_IB_PORT": str(port), "BOURSE_IB_CLIENT_ID": "0", "BOURSE_DATA_DIR": f"{tmp}/trader"}
+        env |= RISK_FOR_BENCH
         try:
             trader = Service(["services/trader_service.py"], env, r"trader service ready")
             try:
