@@ -38,16 +38,24 @@ class TradingDay:
         self.tz = ZoneInfo(tz)
         hours, minutes = (int(x) for x in start.split(":"))
         self.start = dt.time(hours, minutes)
+        self._last: tuple[int, ZoneInfo, dt.time, dt.date] | None = None
+        """The last label asked for (one order's checks ask once per scope at the same instant)."""
 
     def _local(self, now_ns: int) -> dt.datetime:
         return dt.datetime.fromtimestamp(now_ns / NS, tz=dt.UTC).astimezone(self.tz)
 
     def label(self, now_ns: int) -> dt.date:
         """The trading day ``now`` belongs to (a day starting at 17:00 is the next date's)."""
+        last = self._last
+        if last is not None and last[0] == now_ns and last[1] is self.tz and last[2] is self.start:
+            return last[3]
         local = self._local(now_ns)
         if self.start == dt.time(0, 0):
-            return local.date()
-        return local.date() + dt.timedelta(days=1) if local.time() >= self.start else local.date()
+            label = local.date()
+        else:
+            label = local.date() + dt.timedelta(days=1) if local.time() >= self.start else local.date()
+        self._last = (now_ns, self.tz, self.start, label)
+        return label
 
     def start_ns(self, label: dt.date) -> int:
         """The instant trading day ``label`` starts."""

@@ -78,10 +78,12 @@ def grows(before: float, after: float) -> bool:
 
 def order_price(order: OrderIntent, market: MarketSnapshot) -> float | None:
     """The price to value ``order`` at: the higher of its mark and its own limit / stop price."""
-    prices = [market.mark(order.con_id)]
-    prices += [p for p in (order.limit_price, order.stop_price) if order.order_type != "MKT"]
-    known = [p for p in prices if p is not None and math.isfinite(p) and p > 0]
-    return max(known) if known else None
+    best = market.mark(order.con_id)
+    if order.order_type != "MKT":
+        for price in (order.limit_price, order.stop_price):
+            if price is not None and math.isfinite(price) and price > 0 and (best is None or price > best):
+                best = price
+    return best
 
 
 @dataclass(slots=True)
@@ -108,24 +110,45 @@ class _Line:
         return max(abs(self.long_extreme), abs(self.short_extreme))
 
 
-def _lines(view: ScopeView, order: OrderIntent) -> dict[int, _Line]:
-    lines: dict[int, _Line] = {}
-
-    def line(con_id: int, symbol: str, multiplier: float, currency: str) -> _Line:
-        found = lines.get(con_id)
+def _book_lines(book: BookSnapshot) -> dict[int, _Line]:
+    """The lines of ``book``'s instruments, in the order they first appear (positions, then
+    working orders); computed once per snapshot, never to be changed."""
+    lines: dict[int, _Line] | None = book._memo.get("lines")
+    if lines is not None:
+        return lines
+    lines = {}
+    get = lines.get
+    for p in book.positions:
+        found = get(p.con_id)
         if found is None:
-            found = lines[con_id] = _Line(con_id, symbol, multiplier, currency)
-        return found
-
-    for p in view.book.positions:
-        line(p.con_id, p.symbol, p.multiplier, p.currency).position += p.quantity
-    for w in view.book.working:
-        entry = line(w.con_id, w.symbol, w.multiplier, w.currency)
-        if w.remaining > 0:
-            entry.buys += w.remaining
+            found = lines[p.con_id] = _Line(p.con_id, p.symbol, p.multiplier, p.currency)
+        found.position += p.quantity
+    for w in book.working:
+        found = get(w.con_id)
+        if found is None:
+            found = lines[w.con_id] = _Line(w.con_id, w.symbol, w.multiplier, w.currency)
+        remaining = w.remaining
+        if remaining > 0:
+            found.buys += remaining
         else:
-            entry.sells += w.remaining
-    line(order.con_id, order.symbol, order.multiplier, order.currency)
+            found.sells += remaining
+    book._memo["lines"] = lines
+    return lines
+
+
+def _order_line(view: ScopeView, order: OrderIntent) -> _Line:
+    """The line of the order's instrument in the scope (an empty one when the scope has none)."""
+    found = _book_lines(view.book).get(order.con_id)
+    if found is None:
+        return _Line(order.con_id, order.symbol, order.multiplier, order.currency)
+    return found
+
+
+def _lines(view: ScopeView, order: OrderIntent) -> dict[int, _Line]:
+    """Every line of the scope, the order's instrument last when the scope has none of it."""
+    lines = dict(_book_lines(view.book))
+    if order.con_id not in lines:
+        lines[order.con_id] = _Line(order.con_id, order.symbol, order.multiplier, order.currency)
     return lines
 
 
@@ -181,6 +204,181 @@ def _gross(values: list[tuple[_Line, _Line, float]]) -> tuple[float, float]:
     return before, after
 
 
+# -- exposure, once per snapshot -------------------------------------------------------------------
+#
+# The exposure checks (gross, net, leverage) sum, over every instrument of the scope with
+# exposure, a term per instrument; only the order's instrument depends on the order. So the terms
+# of every instrument, valued at its mark, are computed once per (book, market) (:class:`_Valued`),
+# and an order's sums are those lists with the order's own term put in its place: the same terms
+# in the same order as :func:`_values` gives, hence the same ``math.fsum`` results. When the
+# order's instrument is one this cannot place (it has no exposure before the order, or no mark)
+# or another instrument cannot be valued (the check refuses, naming it), :func:`_values` is used.
+
+
+@dataclass(slots=True)
+class _Valued:
+    """The instruments of one book with exposure, valued at ``market``'s marks."""
+
+    market: MarketSnapshot
+    index: dict[int, int]
+    """conId -> its place in the term lists (instruments that could be valued), in line order."""
+    units: list[float]
+    gross: list[float]
+    """worst case x unit, per instrument."""
+    unknown: dict[int, str]
+    """conId -> why it cannot be valued (instruments with exposure only)."""
+    extremes: tuple[list[float], list[float]] | None = None
+    """(long extreme x unit, short extreme x unit) per instrument, once the net check needs them."""
+
+
+def _valued(book: BookSnapshot, market: MarketSnapshot) -> _Valued:
+    found: _Valued | None = book._memo.get("valued")
+    if found is not None and found.market is market:
+        return found
+    index: dict[int, int] = {}
+    units: list[float] = []
+    gross: list[float] = []
+    unknown: dict[int, str] = {}
+    rates: dict[str, float | None] = {}
+    marks = market.marks
+    isfinite = math.isfinite
+    for con_id, line in _book_lines(book).items():
+        position = line.position
+        worst = max(abs(position + line.buys), abs(position + line.sells))  # line.worst()
+        if worst <= EPS:
+            continue
+        price = marks.get(con_id)  # market.mark(con_id), inline
+        if price is None or not isfinite(price) or price <= 0:
+            unknown[con_id] = f"no price for {line.symbol or con_id} (no quote)"
+            continue
+        try:
+            rate = rates[line.currency]
+        except KeyError:
+            rate = rates[line.currency] = market.rate(line.currency)
+        if rate is None:
+            unknown[con_id] = f"no {line.currency}/{market.base_currency} rate for {line.symbol or con_id}"
+            continue
+        unit = float(price) * line.multiplier * rate
+        index[con_id] = len(units)
+        units.append(unit)
+        gross.append(worst * unit)
+    found = book._memo["valued"] = _Valued(market, index, units, gross, unknown)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class _OrderTerms:
+    """The order's instrument in a scope: before and with the order, its unit value, and where
+    its term goes in the lists (None: appended)."""
+
+    before: _Line
+    after: _Line
+    unit: float
+    place: int | None
+
+
+def _order_terms(
+    view: ScopeView, order: OrderIntent, market: MarketSnapshot
+) -> tuple[_Valued, _OrderTerms | None] | str | None:
+    """(the scope's valued instruments, the order's terms; None when its instrument has no
+    exposure either way), or the reasons it cannot be valued, or None when :func:`_values` must
+    decide (see above)."""
+    valued = _valued(view.book, market)
+    if valued.unknown and (len(valued.unknown) > 1 or order.con_id not in valued.unknown):
+        return None
+    lines = _book_lines(view.book)
+    before = lines.get(order.con_id)
+    if before is None:
+        before = _Line(order.con_id, order.symbol, order.multiplier, order.currency)
+        place = None
+    else:
+        place = valued.index.get(order.con_id)
+        if place is None:  # held, without exposure or without a mark: its place is not known
+            return None
+    after = _with_order(before, order)
+    if before.worst() <= EPS and after.worst() <= EPS:
+        return valued, None
+    unit = _unit(before, order, market)
+    if isinstance(unit, str):
+        return unit
+    return valued, _OrderTerms(before, after, unit, place)
+
+
+def _with_terms(
+    terms: list[float], own: _OrderTerms | None, before: float, after: float
+) -> tuple[float, float]:
+    """``math.fsum`` of ``terms`` with the order's term (``before`` / ``after``) in its place."""
+    if own is None:
+        total = math.fsum(terms)
+        return total, total
+    changed = terms.copy()
+    if own.place is None:
+        changed.append(before)
+        first = math.fsum(changed)
+        changed[-1] = after
+    else:
+        changed[own.place] = before
+        first = math.fsum(changed)
+        changed[own.place] = after
+    return first, math.fsum(changed)
+
+
+def _gross_of(view: ScopeView, order: OrderIntent, market: MarketSnapshot) -> tuple[float, float] | str:
+    """(gross worst-case exposure before, with the order), or why it is not known."""
+    found = _order_terms(view, order, market)
+    if found is None:
+        values, unknown = _values(view, order, market)
+        if unknown:
+            return "; ".join(unknown)
+        return _gross(values)
+    if isinstance(found, str):
+        return found
+    valued, own = found
+    if own is None:
+        return _with_terms(valued.gross, None, 0.0, 0.0)
+    return _with_terms(valued.gross, own, own.before.worst() * own.unit, own.after.worst() * own.unit)
+
+
+def _net_extremes(
+    view: ScopeView, order: OrderIntent, market: MarketSnapshot
+) -> tuple[tuple[float, float], tuple[float, float]] | str:
+    """((long, short) worst-case net exposure before the order, and with it), or why not known."""
+    found = _order_terms(view, order, market)
+    if found is None:
+        values, unknown = _values(view, order, market)
+        if unknown:
+            return "; ".join(unknown)
+
+        def extremes(lines: list[tuple[_Line, float]]) -> tuple[float, float]:
+            return (
+                math.fsum(line.long_extreme * unit for line, unit in lines),
+                math.fsum(line.short_extreme * unit for line, unit in lines),
+            )
+
+        return extremes([(b, u) for b, _, u in values]), extremes([(a, u) for _, a, u in values])
+    if isinstance(found, str):
+        return found
+    valued, own = found
+    if valued.extremes is None:
+        lines = _book_lines(view.book)
+        held = [(lines[con_id], valued.units[place]) for con_id, place in valued.index.items()]
+        valued.extremes = (
+            [line.long_extreme * unit for line, unit in held],
+            [line.short_extreme * unit for line, unit in held],
+        )
+    longs, shorts = valued.extremes
+    if own is None:
+        long_total, short_total = math.fsum(longs), math.fsum(shorts)
+        return (long_total, short_total), (long_total, short_total)
+    long_before, long_after = _with_terms(
+        longs, own, own.before.long_extreme * own.unit, own.after.long_extreme * own.unit
+    )
+    short_before, short_after = _with_terms(
+        shorts, own, own.before.short_extreme * own.unit, own.after.short_extreme * own.unit
+    )
+    return (long_before, short_before), (long_after, short_after)
+
+
 # -- the checks --------------------------------------------------------------------------------------
 
 
@@ -222,7 +420,7 @@ def max_position_quantity(
     limit = limits.max_position_quantity
     if limit is None:
         return None
-    line = _lines(view, order)[order.con_id]
+    line = _order_line(view, order)
     before = _side(line, order)
     after = before + order.signed_quantity
     if abs(after) <= limit + EPS or not grows(before, after):
@@ -240,7 +438,7 @@ def max_position_notional(
     limit = limits.max_position_notional
     if limit is None:
         return None
-    line = _lines(view, order)[order.con_id]
+    line = _order_line(view, order)
     before = _side(line, order)
     after = before + order.signed_quantity
     if not grows(before, after):
@@ -260,10 +458,10 @@ def max_gross_exposure(
     limit = limits.max_gross_exposure
     if limit is None:
         return None
-    values, unknown = _values(view, order, market)
-    if unknown:
-        return "; ".join(unknown)
-    before, after = _gross(values)
+    gross = _gross_of(view, order, market)
+    if isinstance(gross, str):
+        return gross
+    before, after = gross
     if after <= limit + EPS or after <= before + EPS:
         return None
     return f"would be {fmt(after)} > limit {fmt(limit)} (now {fmt(before)} worst case)"
@@ -275,18 +473,10 @@ def max_net_exposure(
     limit = limits.max_net_exposure
     if limit is None:
         return None
-    values, unknown = _values(view, order, market)
-    if unknown:
-        return "; ".join(unknown)
-
-    def extremes(lines: list[tuple[_Line, float]]) -> tuple[float, float]:
-        return (
-            math.fsum(line.long_extreme * unit for line, unit in lines),
-            math.fsum(line.short_extreme * unit for line, unit in lines),
-        )
-
-    long_before, short_before = extremes([(b, u) for b, _, u in values])
-    long_after, short_after = extremes([(a, u) for _, a, u in values])
+    net = _net_extremes(view, order, market)
+    if isinstance(net, str):
+        return net
+    (long_before, short_before), (long_after, short_after) = net
     before = max(abs(long_before), abs(short_before))
     after = max(abs(long_after), abs(short_after))
     if after <= limit + EPS or after <= before + EPS:
@@ -301,10 +491,10 @@ def max_leverage(
     limit = limits.max_leverage
     if limit is None:
         return None
-    values, unknown = _values(view, order, market)
-    if unknown:
-        return "; ".join(unknown)
-    before, after = _gross(values)
+    gross = _gross_of(view, order, market)
+    if isinstance(gross, str):
+        return gross
+    before, after = gross
     if after <= before + EPS:
         return None
     equity = view.book.net_liquidation

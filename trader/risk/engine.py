@@ -75,6 +75,10 @@ class RiskEngine:
         self.breaker = Breaker(self.day, Breaker.tracks_from_record(state.get("breaker", {})))
         self.kill_switch_engaged: bool = bool(state.get("kill_switch", False))
         self.rates = RateWindows()
+        self._limits: dict[str, RiskLimits] = {}
+        """limits_for's results; emptied by set_limit (and when ``config`` is replaced)."""
+        self._limits_of: RiskConfig = self.config
+        self._rules: dict[str, tuple[RiskLimits, tuple[str, ...]]] = {}
         self.passed = 0
         self.refused: dict[str, int] = {}
 
@@ -82,6 +86,25 @@ class RiskEngine:
 
     def limits_for(self, scope: str) -> RiskLimits:
         """The limits in force in ``scope`` (config, then runtime changes)."""
+        if self._limits_of is not self.config:
+            self._limits.clear()
+            self._limits_of = self.config
+        found = self._limits.get(scope)
+        if found is None:
+            found = self._limits[scope] = self._limits_in(scope)
+        return found
+
+    def _rules_in(self, scope: str, limits: RiskLimits) -> tuple[str, ...]:
+        """The rules of :data:`CHECKS` (in order) whose limit is set in ``scope``."""
+        found = self._rules.get(scope)
+        if found is None or found[0] is not limits:
+            found = self._rules[scope] = (
+                limits,
+                tuple(rule for rule in CHECKS if getattr(limits, rule, None) is not None),
+            )
+        return found[1]
+
+    def _limits_in(self, scope: str) -> RiskLimits:
         scope = parse_scope(scope)
         if scope == ACCOUNT:
             return self.config.limits.merged(self.overrides.get(ACCOUNT, {}))
@@ -100,6 +123,7 @@ class RiskEngine:
         checked = validate_limit(key, value)
         previous = getattr(self.limits_for(scope), key)
         self.overrides.setdefault(scope, {})[key] = checked
+        self._limits.clear()
         return {
             "type": "risk.limit",
             "scope": scope,
@@ -227,6 +251,9 @@ class RiskEngine:
         own = strategy_scope(order.strategy)
         if not math.isfinite(order.quantity) or order.quantity <= 0 or order.action not in ("BUY", "SELL"):
             return [Violation(INVALID_ORDER, ACCOUNT, f"{order.action} {order.quantity!r} {order.symbol}")]
+        # The strategy's share of the book: its positions and working orders in the book's order,
+        # so the sums below take the same terms in the same order as over the whole book.
+        mine = book.for_strategy(order.strategy)
         position = book.position(order.strategy, order.con_id)
         if order.liquidation:
             if reduces(position, order.signed_quantity):
@@ -235,14 +262,13 @@ class RiskEngine:
             why = f"{order.symbol} order {change} does not reduce position {fmt(position)}"
             return [Violation(LIQUIDATION, own, why)]
         out: list[Violation] = []
+        buying = order.signed_quantity > 0
         pending = math.fsum(
-            w.remaining
-            for w in book.working
-            if w.strategy == order.strategy
-            and w.con_id == order.con_id
-            and (w.remaining > 0) == (order.signed_quantity > 0)
+            w.remaining for w in mine.working if w.con_id == order.con_id and (w.remaining > 0) == buying
         )
         for scope in (ACCOUNT, own):
+            if scope not in self.states:  # never moved: ACTIVE (limits_for checks the scope's name)
+                continue
             state = self._effective(scope, now_ns)
             if not state.admits(order.signed_quantity, position, pending):
                 rule = (
@@ -251,13 +277,14 @@ class RiskEngine:
                     else "no new orders"
                 )
                 out.append(Violation(TRADING_STATE, scope, f"{state.describe()}: {rule}"))
-        for scope, scoped in ((ACCOUNT, book), (own, book.for_strategy(order.strategy))):
+        for scope, scoped in ((ACCOUNT, book), (own, mine)):
             limits = self.limits_for(scope)
             second, minute = self.rates.counts(scope, now_ns)
             day, peak = self.breaker.view(scope, scoped.total_pnl(), now_ns)
             view = ScopeView(scope, scoped, second, minute, day, peak)
-            for rule, check in CHECKS.items():
-                if getattr(limits, rule, None) is None:
+            for rule in self._rules_in(scope, limits):
+                check = CHECKS.get(rule)
+                if check is None:
                     continue
                 try:
                     reason = check(order, view, market, limits, now_ns)

@@ -8,6 +8,10 @@
 Amounts are converted to the base currency with ``MarketSnapshot.fx`` (units of base currency per
 unit of the currency); an instrument whose mark or FX rate is unknown has no value, and every
 check that needs it refuses (fail closed).
+
+A :class:`BookSnapshot` is immutable, so what is derived from it (a strategy's share, positions by
+instrument, the checks' per-instrument lines and exposures) is computed once, on first use, and
+kept in its private ``_memo``: one order's checks in two scopes scan the book once, not per rule.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ import math
 import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from trader.book import Book, PnL
+from trader.book.states import Order, OrderState
 
 EPS = 1e-9
 
@@ -89,17 +95,24 @@ class BookSnapshot:
     """Cumulative P&L per strategy."""
     account_pnl: PnLSnapshot | None = None
     """The account's cumulative P&L; None: the sum of ``pnl``."""
+    _memo: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """What is derived from this snapshot, computed once (not part of its value; a copy made by
+    ``replace`` starts empty)."""
 
     def for_strategy(self, strategy: str) -> BookSnapshot:
         """Only ``strategy``'s positions, working orders and P&L (net liquidation kept)."""
-        pnl = self.pnl.get(strategy, PnLSnapshot())
-        return replace(
-            self,
-            positions=tuple(p for p in self.positions if p.strategy == strategy),
-            working=tuple(w for w in self.working if w.strategy == strategy),
-            pnl=types.MappingProxyType({strategy: pnl}),
-            account_pnl=pnl,
-        )
+        key = ("for_strategy", strategy)
+        found: BookSnapshot | None = self._memo.get(key)
+        if found is None:
+            pnl = self.pnl.get(strategy, PnLSnapshot())
+            found = self._memo[key] = replace(
+                self,
+                positions=tuple(p for p in self.positions if p.strategy == strategy),
+                working=tuple(w for w in self.working if w.strategy == strategy),
+                pnl=types.MappingProxyType({strategy: pnl}),
+                account_pnl=pnl,
+            )
+        return found
 
     def total_pnl(self) -> PnLSnapshot:
         if self.account_pnl is not None:
@@ -111,11 +124,21 @@ class BookSnapshot:
 
     def position(self, strategy: str | None, con_id: int) -> float:
         """The position in ``con_id`` of ``strategy`` (all strategies when None)."""
-        return math.fsum(
-            p.quantity
-            for p in self.positions
-            if p.con_id == con_id and (strategy is None or p.strategy == strategy)
-        )
+        key = ("position", strategy, con_id)
+        found: float | None = self._memo.get(key)
+        if found is None:
+            own: BookSnapshot | None = (
+                None if strategy is None else self._memo.get(("for_strategy", strategy))
+            )
+            if own is not None and own is not self:  # the same positions in the same order, fewer
+                found = self._memo[key] = own.position(strategy, con_id)
+                return found
+            found = self._memo[key] = math.fsum(
+                p.quantity
+                for p in self.positions
+                if p.con_id == con_id and (strategy is None or p.strategy == strategy)
+            )
+        return found
 
     def strategies(self) -> list[str]:
         names = {p.strategy for p in self.positions} | {w.strategy for w in self.working} | set(self.pnl)
@@ -166,6 +189,9 @@ def snapshot_from_book(
     ``currencies``: currency by conId (from the trader's contracts); unknown ones are taken to be
     ``base_currency``. A working order whose quantity is unknown counts as nothing left."""
     currency_of = currencies or {}
+    # One pass over the positions (each folded once) for the snapshot and every P&L: the same
+    # positions, in the same order, as Positions.positions / pnl / pnl_by_strategy would use.
+    held = book.positions.positions(account=account)
     positions = tuple(
         PositionSnapshot(
             p.strategy,
@@ -175,8 +201,17 @@ def snapshot_from_book(
             p.multiplier,
             currency_of.get(p.con_id, base_currency),
         )
-        for p in book.positions.positions(account=account, include_flat=False)
+        for p in held
+        if not p.is_flat
     )
+    # P&L sums as PnL.__add__ makes them (from zero, in this order), without a PnL per step.
+    by_strategy = {s: _PnLSum() for s in book.positions.strategies()}
+    account_pnl = _PnLSum()
+    for p in held:
+        value = p.pnl(marks)
+        by_strategy[p.strategy].add(value)
+        account_pnl.add(value)
+    # Working orders only: filtered before sorting (Book.working_orders sorts every order first).
     working = tuple(
         WorkingOrder(
             o.strategy,
@@ -187,17 +222,23 @@ def snapshot_from_book(
             o.multiplier,
             currency_of.get(o.con_id, base_currency),
         )
-        for o in book.working_orders()
-        if account is None or not o.account or o.account == account
+        for _, o in sorted(
+            (
+                (coid, o)
+                for coid, o in book.orders.items()
+                if o.state in _WORKING and (account is None or not o.account or o.account == account)
+            ),
+            key=_first,
+        )
     )
-    pnl = {s: PnLSnapshot.of(v) for s, v in book.positions.pnl_by_strategy(marks, account=account).items()}
+    pnl = {s: v.snapshot() for s, v in by_strategy.items()}
     return RiskSnapshot(
         BookSnapshot(
             positions,
             working,
             net_liquidation,
             types.MappingProxyType(pnl),
-            PnLSnapshot.of(book.positions.pnl(marks, account=account)),
+            account_pnl.snapshot(),
         ),
         MarketSnapshot(
             types.MappingProxyType(dict(marks)),
@@ -205,6 +246,33 @@ def snapshot_from_book(
             base_currency,
         ),
     )
+
+
+class _PnLSum:
+    """A sum of :class:`~trader.book.PnL` (the parts a PnLSnapshot keeps), added one by one."""
+
+    __slots__ = ("missing", "realized", "unrealized")
+
+    def __init__(self) -> None:
+        self.realized = 0.0
+        self.unrealized = 0.0
+        self.missing: set[int] = set()
+
+    def add(self, value: PnL) -> None:
+        self.realized = self.realized + value.realized
+        self.unrealized = self.unrealized + value.unrealized
+        self.missing.update(value.missing_marks)
+
+    def snapshot(self) -> PnLSnapshot:
+        return PnLSnapshot(self.realized, self.unrealized, tuple(sorted(self.missing)))
+
+
+_WORKING = frozenset(state for state in OrderState if state.is_working)
+"""The states of an order that may still fill (``OrderState.is_working``), as a set to test."""
+
+
+def _first(item: tuple[str, Order]) -> str:
+    return item[0]
 
 
 def signed_sum(values: Iterable[float]) -> tuple[float, float]:
