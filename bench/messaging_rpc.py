@@ -7,6 +7,8 @@ task; "sync hdl" calls a plain ``def`` twin, run inline); the rounds interleave 
 that machine noise hits them alike. Goal: our async p50 within 1.5x of raw REQ/REP. The "bare
 asyncio" row is the floor of any asyncio design: a DEALER read through ``loop.add_reader`` and a
 future per call, against a ROUTER echo server on the same kind of loop, with no framework at all.
+The "CurveZMQ" row is AsyncRpcClient against the same server with CurveZMQ on (encryption and a
+ZAP check of the client's key at connect time), to price what a remote shard pays per call.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from trader.messaging.curve import CurveKeys, generate_keypair, load_keys  # noqa: E402
 from trader.messaging.rpc import AsyncRpcClient, MethodRegistry, RpcClient, RpcServer  # noqa: E402
 
 
@@ -76,7 +80,7 @@ def serve_floor(endpoint: str) -> None:
     asyncio.run(main())
 
 
-def serve_rpc(endpoint: str) -> None:
+def serve_rpc(endpoint: str, keys_dir: str | None = None) -> None:
     registry = MethodRegistry()
 
     @registry.method("echo")
@@ -88,7 +92,8 @@ def serve_rpc(endpoint: str) -> None:
         return value
 
     async def main() -> None:
-        server = RpcServer(endpoint, registry)
+        curve = load_keys(keys_dir, "server", authorized_dir=Path(keys_dir) / "clients") if keys_dir else None
+        server = RpcServer(endpoint, registry, curve=curve)
         await server.start()
         print("READY", flush=True)
         await server.serve_forever()
@@ -97,10 +102,10 @@ def serve_rpc(endpoint: str) -> None:
 
 
 class _Server:
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, *extra: str) -> None:
         self.endpoint = _free_endpoint()
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, mode, self.endpoint],
+            [sys.executable, __file__, mode, self.endpoint, *extra],
             stdout=subprocess.PIPE,
             text=True,
             cwd=ROOT,
@@ -196,6 +201,15 @@ class _FloorClient:
         return out
 
 
+def _curve_keys(folder: Path) -> CurveKeys:
+    """A server keypair, an authorized client keypair; the client's keys."""
+    generate_keypair(folder, "server")
+    public, _ = generate_keypair(folder, "client")
+    (folder / "clients").mkdir()
+    (folder / "clients" / public.name).write_bytes(public.read_bytes())
+    return load_keys(folder, "client", server_key=folder / "server.key")
+
+
 def _pct(samples: list[int], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000.0
@@ -212,15 +226,23 @@ def run(
         "async": "AsyncRpcClient",
         "async_sync_handler": "AsyncRpcClient, sync hdl",
         "blocking": "RpcClient (blocking)",
+        "curve": "AsyncRpcClient, CurveZMQ",
     }
     samples: dict[str, list[int]] = {key: [] for key in names}
     per_round = max(1, calls // rounds)
     with contextlib.ExitStack() as stack:  # everything started is stopped, whatever fails
         servers = []
-        for mode in ("--serve-raw", "--serve-floor", "--serve-rpc"):
-            servers.append(_Server(mode))
+        keys_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-keys-"))
+        client_keys = _curve_keys(Path(keys_dir))
+        for mode, extra in (
+            ("--serve-raw", ()),
+            ("--serve-floor", ()),
+            ("--serve-rpc", ()),
+            ("--serve-rpc", (keys_dir,)),
+        ):
+            servers.append(_Server(mode, *extra))
             stack.callback(servers[-1].stop)
-        raw_server, floor_server, rpc_server = servers
+        raw_server, floor_server, rpc_server, curve_server = servers
         loop = asyncio.new_event_loop()
         stack.callback(loop.close)
         raw: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.REQ)
@@ -233,6 +255,8 @@ def run(
         stack.callback(bclient.close)
         aclient = AsyncRpcClient(rpc_server.endpoint)
         stack.callback(lambda: loop.run_until_complete(aclient.close()))
+        cclient = AsyncRpcClient(curve_server.endpoint, curve=client_keys)
+        stack.callback(lambda: loop.run_until_complete(cclient.close()))
         for r in range(rounds + 1):  # round 0 is the warm-up
             n, start = (warmup, 0) if r == 0 else (per_round, warmup + (r - 1) * per_round)
             got = {
@@ -241,6 +265,7 @@ def run(
                 "async": loop.run_until_complete(_time_async(aclient, n, start)),
                 "async_sync_handler": loop.run_until_complete(_time_async(aclient, n, start, "echo_sync")),
                 "blocking": _time_blocking(bclient, n, start),
+                "curve": loop.run_until_complete(_time_async(cclient, n, start)),
             }
             if r:
                 for key, values in got.items():
@@ -269,8 +294,8 @@ def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--serve-floor":
         serve_floor(sys.argv[2])
         return
-    if len(sys.argv) == 3 and sys.argv[1] == "--serve-rpc":
-        serve_rpc(sys.argv[2])
+    if len(sys.argv) in (3, 4) and sys.argv[1] == "--serve-rpc":
+        serve_rpc(sys.argv[2], sys.argv[3] if len(sys.argv) == 4 else None)
         return
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=5000)

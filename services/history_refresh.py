@@ -17,9 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from trader.config import ConfigError
-from trader.config.paths import resolve_config_path
+from trader.config.paths import resolve_config_path, resolve_data_dir
 from trader.config.schema import load
 from trader.config.trader import TraderConfig
+from trader.messaging.curve import CurveKeyError
 from trader.messaging.rpc import RpcClient, RpcClientError, RpcRemoteError
 
 DEFAULT_SYMBOLS = "AAPL,MSFT,SPY"
@@ -45,12 +46,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         path = resolve_config_path(args.config, os.environ, Path("configs/trader.yaml"))
-        endpoint = load(TraderConfig, path, os.environ).zmq.rpc
-    except ConfigError as exc:
+        config = load(TraderConfig, path, os.environ)
+        endpoint = config.zmq.rpc
+        curve = config.zmq.curve.client_keys(resolve_data_dir(None, os.environ, config.data_dir))
+    except (ConfigError, CurveKeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     failed = 0
-    with RpcClient(endpoint, timeout=args.timeout) as client:
+    with RpcClient(endpoint, timeout=args.timeout, curve=curve) as client:
         for symbol in symbols:
             started = time.perf_counter()
             try:

@@ -22,6 +22,7 @@ from pathlib import Path
 from trader.config.paths import ensure_data_dir, resolve_data_dir
 from trader.config.schema import ConfigError
 from trader.logs import setup_logging
+from trader.messaging.curve import is_loopback
 from trader.messaging.rpc import RpcServer
 from trader.service.runtime import run_until_signalled
 from trader.strategy.config import StrategiesConfig, load_strategies, strategies_config_path, trader_endpoints
@@ -86,15 +87,25 @@ def main() -> None:
     try:
         config = load_strategies(path, env)
         loaded = load_all(select(config, str(path), args.shard, names), path)
-        endpoints = trader_endpoints(config, env)
+        data_dir = resolve_data_dir(args.data_dir, env, config.data_dir)
+        endpoints = trader_endpoints(config, env, data_dir)
+        own = config.shards.endpoint(args.shard)
+        if not is_loopback(own):
+            raise ConfigError(
+                str(path),
+                "shards.host",
+                f"{own} binds beyond 127.0.0.1, and a shard's control RPC has no CurveZMQ: keep it on "
+                "127.0.0.1 and run cli.py strategy on the shard's machine",
+            )
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        where = str(path) if exc.source == "strategies.yaml" else exc.source
+        print(f"error: {ConfigError(where, exc.key, exc.problem)}", file=sys.stderr)
         raise SystemExit(2) from None
-    data_dir = ensure_data_dir(resolve_data_dir(args.data_dir, env, config.data_dir))
+    data_dir = ensure_data_dir(data_dir)
     setup_logging(f"strategies-{args.shard}", data_dir, config.logging)
     log.info(
-        "strategy service shard %d starting: config %s, trader %s, pid %d",
-        args.shard, path, endpoints.rpc, os.getpid(),
+        "strategy service shard %d starting: config %s, trader %s%s, pid %d",
+        args.shard, path, endpoints.rpc, " (curve)" if endpoints.curve else "", os.getpid(),
     )  # fmt: skip
 
     async def run(stop: asyncio.Event) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import click
 from rich.live import Live
 
-from trader.cli.client import trader_client
+from trader.cli.client import trader_client, trader_curve
 from trader.cli.context import cli_context
 from trader.cli.dashboard_view import FILLS_KEPT, DashboardState, render
 from trader.cli.output import Outcome, console, failure, outcome_command, success
@@ -90,9 +90,12 @@ class _Feeds:
 
     def __init__(self, state: DashboardState, dirty: asyncio.Event) -> None:
         config = cli_context().trader_config()
+        curve = trader_curve()
         self.state, self.dirty = state, dirty
-        self.events = TickSubscriber(config.zmq.events, prefixes=EVENT_PREFIXES, on_event=self.on_event)
-        self.ticks = TickSubscriber(config.zmq.ticks, on_batch=self.on_batch)
+        self.events = TickSubscriber(
+            config.zmq.events, prefixes=EVENT_PREFIXES, on_event=self.on_event, curve=curve
+        )
+        self.ticks = TickSubscriber(config.zmq.ticks, on_batch=self.on_batch, curve=curve)
         self.follow_subscriptions()
         self.tasks = [self.events.start(), self.ticks.start()]
 

@@ -20,6 +20,7 @@ from trader.cli.context import CliContext, hoist_globals
 from trader.cli.dashboard import info_command
 from trader.cli.exchange_cmd import exchange_group
 from trader.cli.history_cmd import history_group
+from trader.cli.keys_cmd import keys_group
 from trader.cli.market_cmd import resolve_command, snapshot_command
 from trader.cli.pycron_cmd import pycron_group
 from trader.cli.risk_cmd import risk_group
@@ -75,6 +76,7 @@ COMMANDS = (
     reconnect_command,
     config_group,
     ping_command,
+    keys_group,
 )
 for command in COMMANDS:
     cli.add_command(command)

@@ -23,11 +23,12 @@ import click
 from rich.console import RenderableType
 from rich.table import Table
 
-from trader.cli.client import trader_call, trader_client, trader_endpoint
+from trader.cli.client import trader_call, trader_client, trader_curve, trader_endpoint
 from trader.cli.context import cli_context
 from trader.cli.market_cmd import plain, text
 from trader.cli.output import CliFailure, Outcome, failure, outcome_command, success
 from trader.config.schema import ConfigError
+from trader.messaging.curve import CurveKeys
 from trader.messaging.pubsub import TickBatch, TickSubscriber
 
 OWNER = "cli"
@@ -185,11 +186,13 @@ def check_trader() -> None:
         trader.call("status")
 
 
-async def listen(endpoint: str, symbols: tuple[str, ...], count: int | None, as_json: bool) -> int:
+async def listen(
+    endpoint: str, symbols: tuple[str, ...], count: int | None, as_json: bool, curve: CurveKeys | None = None
+) -> int:
     """Print ticks until ``count`` (None: forever); returns how many were printed."""
     printed = 0
     hinted = False
-    async with TickSubscriber(endpoint) as sub:
+    async with TickSubscriber(endpoint, curve=curve) as sub:
         for symbol in symbols:
             sub.subscribe_exact(symbol)
         if not symbols:
@@ -234,6 +237,7 @@ def listen_command(symbols: tuple[str, ...], count: int | None) -> Outcome | Non
     """Print live ticks from the trader's ticks PUB (one line each) until Ctrl+C or --count."""
     endpoint = ticks_endpoint()
     trader_endpoint()  # a broken config fails here, before listening
+    curve = trader_curve()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(listen(endpoint, symbols, count, cli_context().as_json))
+        asyncio.run(listen(endpoint, symbols, count, cli_context().as_json, curve))
     return None

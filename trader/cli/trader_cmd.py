@@ -1,4 +1,4 @@
-"""``cli.py ping``: is the trader service answering its RPC?"""
+"""``cli.py ping``: is the trader service answering its RPC? (CurveZMQ when the config enables it.)"""
 
 from __future__ import annotations
 
@@ -10,23 +10,29 @@ from typing import Any
 import click
 from rich.table import Table
 
+from trader.cli.context import cli_context
 from trader.cli.output import Outcome, emit, failure, json_option, success, unavailable
 from trader.config import ConfigError
-from trader.config.paths import resolve_config_path
+from trader.config.paths import resolve_config_path, resolve_data_dir
 from trader.config.schema import load
 from trader.config.trader import TraderConfig
+from trader.messaging.curve import CurveKeyError, CurveKeys
 from trader.messaging.rpc import RpcClient, RpcClientError, RpcRemoteError, RpcTimeout, RpcUnavailable
 
 
-def trader_endpoint(config_path: str | None) -> str:
+def trader_config(config_path: str | None) -> TraderConfig:
     path = resolve_config_path(config_path, os.environ, Path("configs/trader.yaml"))
-    return load(TraderConfig, path, os.environ).zmq.rpc
+    return load(TraderConfig, path, os.environ)
 
 
-def ping(endpoint: str, timeout: float) -> Outcome:
+def trader_endpoint(config_path: str | None) -> str:
+    return trader_config(config_path).zmq.rpc
+
+
+def ping(endpoint: str, timeout: float, curve: CurveKeys | None = None) -> Outcome:
     started = time.perf_counter()
     try:
-        with RpcClient(endpoint, timeout=timeout) as client:
+        with RpcClient(endpoint, timeout=timeout, curve=curve) as client:
             reply: dict[str, Any] = client.call("ping", timeout=timeout)
     except RpcRemoteError as exc:
         return failure(f"{endpoint}: {exc.code}: {exc.message}", code=exc.code)
@@ -55,10 +61,21 @@ def _table(reply: dict[str, Any]) -> Table:
 @json_option
 def ping_command(endpoint: str | None, config_path: str | None, timeout: float, as_json: bool) -> None:
     """Round trip to the trader service's RPC."""
-    if endpoint is None:
-        try:
-            endpoint = trader_endpoint(config_path)
-        except ConfigError as exc:
+    try:
+        config: TraderConfig | None = trader_config(config_path)
+    except ConfigError as exc:
+        if endpoint is None:
             emit(failure(str(exc), code="invalid_config"), as_json)
             return
-    emit(ping(endpoint, timeout), as_json)
+        config = None  # an explicit endpoint needs no config (and gets no curve keys)
+    curve: CurveKeys | None = None
+    if config is not None:
+        endpoint = endpoint or config.zmq.rpc
+        data_dir = resolve_data_dir(cli_context().data_dir, os.environ, config.data_dir)
+        try:
+            curve = config.zmq.curve.client_keys(data_dir)
+        except CurveKeyError as exc:
+            emit(failure(f"zmq.curve: {exc}", code="curve_keys", exit_code=2), as_json)
+            return
+    assert endpoint is not None
+    emit(ping(endpoint, timeout, curve), as_json)

@@ -182,6 +182,7 @@ def env_overrides(cls: type[Any], environ: Mapping[str, str], prefix: str = "BOU
     Values are parsed as YAML scalars (so ``7497`` is an integer and ``true`` a boolean), except
     for string fields, which take the text as is. A variable naming a known section but an unknown
     key is an error; variables of other sections belong to other configs and are left alone.
+    A sub-section's key is reached the same way: ``BOURSE_ZMQ_CURVE_ENABLED`` is ``zmq.curve.enabled``.
     """
     hints = typing.get_type_hints(cls)
     sections = {
@@ -197,12 +198,31 @@ def env_overrides(cls: type[Any], environ: Mapping[str, str], prefix: str = "BOU
                 continue
             key = rest[len(section) + 1 :]
             section_hints = typing.get_type_hints(section_cls)
-            if key not in section_hints:
+            target = overrides.setdefault(section, {})
+            nested = _nested_key(section_hints, key)
+            if nested is not None:
+                sub, sub_key, sub_hints = nested
+                target = target.setdefault(sub, {})
+                section_hints, key = sub_hints, sub_key
+            elif key not in section_hints:
                 known = ", ".join(f"{prefix}{section.upper()}_{k.upper()}" for k in sorted(section_hints))
                 raise ConfigError(f"environment variable {var}", f"{section}.{key}", f"unknown key ({known})")
             value: Any = text if section_hints[key] is str else _parse_scalar(text, var)
-            overrides.setdefault(section, {})[key] = value
+            target[key] = value
     return overrides
+
+
+def _nested_key(hints: Mapping[str, Any], key: str) -> tuple[str, str, dict[str, Any]] | None:
+    """(sub-section, its key, its hints) when ``key`` is ``<sub>_<key>`` of a dataclass field."""
+    if key in hints:
+        return None
+    for name, tp in hints.items():
+        if dataclasses.is_dataclass(tp) and key.startswith(name + "_"):
+            sub_hints = typing.get_type_hints(tp)
+            sub_key = key[len(name) + 1 :]
+            if sub_key in sub_hints:
+                return name, sub_key, sub_hints
+    return None
 
 
 def _parse_scalar(text: str, var: str) -> Any:
@@ -217,8 +237,19 @@ def merge(base: Any, overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, An
     merged: dict[str, Any] = dict(base) if isinstance(base, Mapping) else {}
     for section, values in overrides.items():
         current = merged.get(section)
-        merged[section] = {**(current if isinstance(current, Mapping) else {}), **values}
+        merged[section] = _merged(current if isinstance(current, Mapping) else {}, values)
     return merged
+
+
+def _merged(current: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(current)
+    for key, value in values.items():
+        below = out.get(key)
+        if isinstance(value, dict) and isinstance(below, Mapping):
+            out[key] = _merged(below, value)
+        else:
+            out[key] = value
+    return out
 
 
 def load(cls: type[T], path: Path, environ: Mapping[str, str] | None = None) -> T:
@@ -235,5 +266,8 @@ def load(cls: type[T], path: Path, environ: Mapping[str, str] | None = None) -> 
         return build(cls, merge(data, overrides), str(path))
     except ConfigError as exc:  # then the override is at fault: name the variable
         section, _, key = exc.key.partition(".")
-        var = f"BOURSE_{section.upper()}_{key.split('.')[0].upper()}"
+        parts = key.split(".")
+        sub = overrides.get(section, {}).get(parts[0])
+        nested = len(parts) > 1 and isinstance(sub, dict) and parts[1] in sub  # zmq.curve.enabled
+        var = f"BOURSE_{section.upper()}_{'_'.join(parts[: 2 if nested else 1]).upper()}"
         raise ConfigError(f"environment variable {var}", exc.key, exc.problem) from None

@@ -23,6 +23,7 @@ import pandas as pd
 import zmq
 
 from trader.messaging.codec import CodecError, Packer
+from trader.messaging.curve import CurveKeys, configure_server
 from trader.messaging.pubsub_wire import (
     HEARTBEAT_TOPIC_BYTES,
     batch_payload,
@@ -87,7 +88,8 @@ class TickPublisher:
     ``sndbuf`` bytes when given. ``nodrop=True`` sets ZMQ_XPUB_NODROP: a full subscriber queue
     then makes sends fail with EAGAIN, counted in ``stats.dropped_*`` (for every subscriber),
     instead of ZeroMQ dropping silently for that subscriber only; the default keeps subscribers
-    independent.
+    independent. ``curve``: CurveZMQ only, for the subscribers whose public keys are in
+    ``curve.authorized_dir`` (:mod:`trader.messaging.curve`); others never receive anything.
     """
 
     def __init__(
@@ -103,6 +105,7 @@ class TickPublisher:
         tcp_keepalive: bool = True,
         time_columns: Sequence[str] = (),
         context: zmq.Context[Any] | None = None,
+        curve: CurveKeys | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
@@ -141,6 +144,8 @@ class TickPublisher:
                 self._sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
                 self._sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, 30)
                 self._sock.setsockopt(zmq.TCP_KEEPALIVE_INTVL, 10)
+            if curve is not None:
+                configure_server(self._sock, curve)
             self._sock.bind(endpoint)
         except BaseException:
             self._sock.close(0)

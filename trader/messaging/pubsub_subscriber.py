@@ -25,6 +25,7 @@ import reactivex.operators as ops
 import zmq
 from reactivex.subject import Subject
 
+from trader.messaging.curve import CurveKeys, configure_client
 from trader.messaging.pubsub_receive import (
     Event,
     Message,
@@ -97,6 +98,9 @@ class TickSubscriber:
     Socket options: RCVHWM ``rcvhwm`` (messages), LINGER 0, MAXMSGSIZE ``max_message_bytes``
     (a bigger message drops the connection), TCP keepalive, RCVBUF ``rcvbuf`` when given,
     RECONNECT_IVL_MAX 2 s (a restarted publisher is found again quickly).
+
+    ``curve``: connect with CurveZMQ as ``curve.public`` to publishers whose public key is
+    ``curve.server_public`` (:mod:`trader.messaging.curve`); every endpoint is that one server's.
     """
 
     def __init__(
@@ -113,9 +117,12 @@ class TickSubscriber:
         merge_topics: bool = False,
         tcp_keepalive: bool = True,
         context: zmq.Context[Any] | None = None,
+        curve: CurveKeys | None = None,
     ) -> None:
         if max_drain < 1:
             raise ValueError("max_drain must be >= 1")
+        if curve is not None and curve.server_public is None:
+            raise ValueError("curve keys of a subscriber need server_public (the publisher's public key)")
         self.merge_topics = merge_topics
         self.on_batch = on_batch
         self.on_event = on_event
@@ -150,6 +157,8 @@ class TickSubscriber:
                 self._sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
                 self._sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, 30)
                 self._sock.setsockopt(zmq.TCP_KEEPALIVE_INTVL, 10)
+            if curve is not None:
+                configure_client(self._sock, curve)
             self._sock.setsockopt(zmq.SUBSCRIBE, HEARTBEAT_TOPIC.encode())
             for prefix in prefixes:
                 self.subscribe(prefix)

@@ -28,6 +28,7 @@ from typing import Any
 import zmq
 
 from trader.messaging.codec import CodecError, Packer, decode
+from trader.messaging.curve import CurveKeys, configure_client
 from trader.messaging.rpc_protocol import (
     DEADLINE_EXCEEDED,
     MalformedReply,
@@ -63,6 +64,10 @@ class AsyncRpcClient:
         async with AsyncRpcClient("tcp://127.0.0.1:5555") as rpc:
             total = await rpc.call("add", a=1, b=2)
             frame = await rpc.call("bars", {"symbol": "AAPL"}, timeout=10.0)
+
+    ``curve``: connect with CurveZMQ, as ``curve.public`` to the server ``curve.server_public``
+    (:mod:`trader.messaging.curve`). A server that refuses the key never answers: calls end in
+    :class:`RpcTimeout` / :class:`RpcUnavailable`, as with a server that is down.
     """
 
     def __init__(
@@ -74,6 +79,7 @@ class AsyncRpcClient:
         heartbeat_interval: float = 0.5,
         max_retries: int = 3,
         hwm: int = 10_000,
+        curve: CurveKeys | None = None,
     ) -> None:
         if timeout <= 0 or heartbeat_interval <= 0 or max_retries < 0:
             raise ValueError("timeout and heartbeat_interval must be > 0, max_retries >= 0")
@@ -81,6 +87,9 @@ class AsyncRpcClient:
         self.timeout = timeout
         self.heartbeat_interval = heartbeat_interval
         self.max_retries = max_retries
+        if curve is not None and curve.server_public is None:
+            raise ValueError("curve keys of an RPC client need server_public (the server's public key)")
+        self.curve = curve
         self._context = context
         self._hwm = hwm
         self._prefix = secrets.token_hex(6) + ":"
@@ -129,6 +138,8 @@ class AsyncRpcClient:
         sock.setsockopt(zmq.SNDHWM, self._hwm)
         sock.setsockopt(zmq.RCVHWM, self._hwm)
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        if self.curve is not None:
+            configure_client(sock, self.curve)
         sock.connect(self.endpoint)
         self._raw = raw
         self._pump = SocketPump(self._loop, sock, self._on_frames)
@@ -454,6 +465,7 @@ class RpcClient:
         timeout: float = 5.0,
         heartbeat_interval: float = 0.5,
         max_retries: int = 3,
+        curve: CurveKeys | None = None,
     ) -> None:
         self.endpoint = endpoint
         self._loop = asyncio.new_event_loop()
@@ -467,6 +479,7 @@ class RpcClient:
             timeout=timeout,
             heartbeat_interval=heartbeat_interval,
             max_retries=max_retries,
+            curve=curve,
         )
         self._closed = False
 

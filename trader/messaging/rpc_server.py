@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 from trader.messaging.codec import CodecError, Packer
+from trader.messaging.curve import CurveKeys, configure_server
 from trader.messaging.rpc_protocol import (
     BAD_PARAMS,
     BUILTIN_METHODS,
@@ -68,6 +69,9 @@ class RpcServer:
     a request arriving at/after its deadline is refused unrun; unknown methods and bad params are
     refused; then ``async def`` handlers run as their own task (cancelled at the deadline unless
     registered with ``shield=True``) and plain ``def`` handlers run inline.
+
+    ``curve``: speak CurveZMQ only, to the clients whose public keys are in
+    ``curve.authorized_dir`` (:mod:`trader.messaging.curve`); None (the default): plain TCP.
     """
 
     def __init__(
@@ -82,8 +86,10 @@ class RpcServer:
         max_in_flight: int = 10_000,
         max_message_bytes: int | None = 256 * 1024 * 1024,
         hwm: int = 10_000,
+        curve: CurveKeys | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self.curve = curve
         self.registry = registry
         self.server_id = server_id or secrets.token_hex(8)
         self.max_in_flight = max_in_flight
@@ -131,8 +137,10 @@ class RpcServer:
         if self._max_message_bytes is not None:
             sock.setsockopt(zmq.MAXMSGSIZE, self._max_message_bytes)
         try:
+            if self.curve is not None:
+                configure_server(self._raw, self.curve)
             sock.bind(self.endpoint)
-        except zmq.ZMQError:
+        except (zmq.ZMQError, ValueError):
             self._raw.close(linger=0)
             raise
         self.bound_endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)

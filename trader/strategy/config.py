@@ -10,6 +10,12 @@ loads the class (:mod:`trader.strategy.loader`).
 ``python services/strategy_service.py --shard K`` hosts the strategies with ``shard: K``; shard K's
 RPC is ``tcp://<shards.host>:<shards.base_port + K>``. ``trader:`` endpoints left null come from
 the trader's own config (configs/trader.yaml, ``$BOURSE_CONFIG``, ``BOURSE_ZMQ_*``).
+
+CurveZMQ (docs/strategies.md, "Running on more processes or machines"): ``trader.curve_server_key``
+names the trader's public key file; the shard then connects with keypair ``trader.curve_key_name``
+of ``trader.curve_keys_dir``. Left null while the trader config (read for a null endpoint) has
+``zmq.curve.enabled``, the trader's own key files are used. A trader endpoint beyond loopback
+without curve is a configuration error.
 """
 
 from __future__ import annotations
@@ -22,9 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from trader.config.paths import CONFIG_ENV, resolve_config_path
+from trader.config.paths import CONFIG_ENV, resolve_config_path, resolve_data_dir
 from trader.config.schema import ConfigError, build, checked, endpoint, env_overrides, in_range, load, merge
-from trader.config.trader import LoggingConfig, TraderConfig
+from trader.config.trader import LoggingConfig, TraderConfig, ZmqConfig
+from trader.messaging.curve import CurveKeyError, CurveKeys, is_loopback, load_keys
 from trader.service.bars import parse_bar_size
 
 DEFAULT_CONFIG: Final = Path("configs/strategies.yaml")
@@ -50,6 +57,14 @@ class TraderEndpoints:
     ticks: str | None = checked(None, _optional_endpoint)
     events: str | None = checked(None, _optional_endpoint)
     rpc_timeout_s: float = checked(5.0, in_range(0.1, 600))
+    curve_server_key: str | None = None
+    """The trader's public key file (``trader.key``): connect with CurveZMQ. A relative path is
+    under the data directory. Null: curve only when the trader config enables it."""
+    curve_keys_dir: str | None = None
+    """Where this shard's keypair lives; null: ``<data-dir>/keys`` (relative: under the data dir)."""
+    curve_key_name: str = "strategies"
+    """This shard's keypair: ``<curve_keys_dir>/<name>.key_secret``; its ``.key`` goes into the
+    trader's authorized clients directory."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,20 +229,57 @@ class ResolvedEndpoints:
     ticks: str
     events: str
     rpc_timeout_s: float
+    curve: CurveKeys | None = None
+    """This shard's CurveZMQ keys with the trader's public key; None: plain TCP."""
 
 
-def trader_endpoints(config: StrategiesConfig, environ: Mapping[str, str]) -> ResolvedEndpoints:
+def trader_endpoints(
+    config: StrategiesConfig, environ: Mapping[str, str], data_dir: Path | None = None
+) -> ResolvedEndpoints:
     """The trader's endpoints: the strategies config's, else the trader config's (its file is
     ``$BOURSE_CONFIG`` or configs/trader.yaml; ``BOURSE_ZMQ_*`` apply). The trader config is read
-    only when some endpoint is left null."""
+    only when some endpoint is left null. With CurveZMQ (see the module doc) the keys are loaded
+    here; a missing key file, or a trader beyond loopback without curve, is a ConfigError.
+    ``data_dir``: the shard's (relative key paths); default from ``$BOURSE_DATA_DIR`` / config."""
     ends = config.trader
-    if ends.rpc and ends.ticks and ends.events:
-        return ResolvedEndpoints(ends.rpc, ends.ticks, ends.events, ends.rpc_timeout_s)
-    trader_path = resolve_config_path(None, environ, DEFAULT_TRADER_CONFIG)
-    if trader_path.exists() or environ.get(CONFIG_ENV):
-        zmq = load(TraderConfig, trader_path, environ).zmq
-    else:  # no trader config here: its defaults with the BOURSE_* overrides
-        zmq = build(TraderConfig, merge({}, env_overrides(TraderConfig, environ)), "environment").zmq
-    return ResolvedEndpoints(
-        ends.rpc or zmq.rpc, ends.ticks or zmq.ticks, ends.events or zmq.events, ends.rpc_timeout_s
-    )
+    where = data_dir if data_dir is not None else resolve_data_dir(None, environ, config.data_dir)
+    zmq: ZmqConfig | None = None
+    trader_data_dir = where
+    if not (ends.rpc and ends.ticks and ends.events):
+        trader_path = resolve_config_path(None, environ, DEFAULT_TRADER_CONFIG)
+        if trader_path.exists() or environ.get(CONFIG_ENV):
+            trader = load(TraderConfig, trader_path, environ)
+        else:  # no trader config here: its defaults with the BOURSE_* overrides
+            trader = build(TraderConfig, merge({}, env_overrides(TraderConfig, environ)), "environment")
+        zmq = trader.zmq
+        trader_data_dir = resolve_data_dir(None, environ, trader.data_dir)
+    rpc = ends.rpc or (zmq.rpc if zmq else "")
+    ticks = ends.ticks or (zmq.ticks if zmq else "")
+    events = ends.events or (zmq.events if zmq else "")
+    server_key: Path | None = None
+    if ends.curve_server_key:
+        server_key = _under(where, ends.curve_server_key)
+    elif zmq is not None and zmq.curve.enabled:
+        server_key = zmq.curve.server_public_path(trader_data_dir)
+    if server_key is None:
+        for name, end in (("rpc", rpc), ("ticks", ticks), ("events", events)):
+            if not is_loopback(end):
+                raise ConfigError(
+                    _SOURCE,
+                    f"trader.{name}",
+                    f"{end} is not on this machine: set trader.curve_server_key (the trader's public key, "
+                    "CurveZMQ) to connect to it",
+                )
+        return ResolvedEndpoints(rpc, ticks, events, ends.rpc_timeout_s)
+    keys_dir = _under(where, ends.curve_keys_dir) if ends.curve_keys_dir else where / "keys"
+    try:
+        curve = load_keys(keys_dir, ends.curve_key_name, server_key=server_key)
+    except (CurveKeyError, ValueError) as exc:
+        key = "trader.curve_server_key" if str(exc).startswith(str(server_key)) else "trader.curve_keys_dir"
+        raise ConfigError(_SOURCE, key, str(exc)) from None
+    return ResolvedEndpoints(rpc, ticks, events, ends.rpc_timeout_s, curve)
+
+
+def _under(data_dir: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else data_dir / path

@@ -62,7 +62,7 @@ class StrategyHost:
         self.loaded = {spec.name: spec for spec in loaded}
         self.endpoints = endpoints
         self.runtime = make_runtime(loaded, slow_hook_s)
-        self.rpc = AsyncRpcClient(endpoints.rpc, timeout=endpoints.rpc_timeout_s)
+        self.rpc = AsyncRpcClient(endpoints.rpc, timeout=endpoints.rpc_timeout_s, curve=endpoints.curve)
         self.sender = IntentSender(
             self.rpc, self._order_from_sender, self._failed_from_sender, timeout=endpoints.rpc_timeout_s
         )
@@ -124,7 +124,9 @@ class StrategyHost:
         await self._retrying("waiting for the trader", stop, lambda: self.rpc.call("ping", timeout=2.0))
 
     async def _subscribe_market(self, stop: asyncio.Event) -> None:
-        self._ticks = TickSubscriber(self.endpoints.ticks, on_batch=self._on_batch)
+        self._ticks = TickSubscriber(
+            self.endpoints.ticks, on_batch=self._on_batch, curve=self.endpoints.curve
+        )
         for spec in self.loaded.values():
             entry = spec.entry
             params: dict[str, Any] = {"owner": f"strategy:{spec.name}", "symbols": list(entry.instruments)}
@@ -151,7 +153,9 @@ class StrategyHost:
         self._ticks.start()
 
     async def _open_events(self, stop: asyncio.Event) -> None:
-        events = self._events = TickSubscriber(self.endpoints.events, on_event=self._on_event)
+        events = self._events = TickSubscriber(
+            self.endpoints.events, on_event=self._on_event, curve=self.endpoints.curve
+        )
         for name in self.loaded:
             events.subscribe_exact(f"order.{name}")
             events.subscribe_exact(f"fill.{name}")
