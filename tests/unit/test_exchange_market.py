@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from datetime import UTC, date, datetime
 
 import numpy as np
@@ -314,21 +313,6 @@ def test_history_when_compared_with_the_live_stream_then_continuous_at_the_bound
     assert list(after.close[:60]) == list(history.close)
     minute = market.bars(con_id, now + 60 * NS, "60 S", "1 secs", what_to_show="MIDPOINT")
     assert list(minute.close) == [q.mid for q in live]
-
-
-def test_speed_when_streaming_and_building_history_then_fast_enough() -> None:
-    market = Market(UNIVERSE)
-    market.advance(RTH)
-    count, start = 0, time.perf_counter()
-    for k in range(1, 301):
-        count += len(market.advance(RTH + k * NS))
-    rate = count / (time.perf_counter() - start)
-    assert rate >= 20_000, f"{rate:.0f} quotes/s"
-    fresh = Market(UNIVERSE)
-    start = time.perf_counter()
-    fresh.bars(AAPL, utc(2026, 11, 18, 21, 0), "1 D", "1 min")
-    elapsed = time.perf_counter() - start
-    assert elapsed < 0.25, f"{elapsed * 1000:.1f} ms"
 
 
 def test_session_stats_when_streaming_then_match_the_day_so_far_and_the_previous_close() -> None:
