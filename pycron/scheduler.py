@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from pycron.config import ScheduleConfig
 from pycron.cron import CronExpr, missed_runs, next_fire, parse_cron
+from trader.jsonfile import write_json_atomic
 
 log = logging.getLogger("pycron.scheduler")
 
@@ -110,10 +109,6 @@ class ScheduleBook:
     def save(self) -> None:
         """Atomic replace, so a crash never leaves half a file."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".schedules.")
-            with os.fdopen(fd, "w") as handle:
-                json.dump({"fired": self._fired, "watched": self._watched}, handle, indent=1, sort_keys=True)
-            os.replace(tmp, self.path)
+            write_json_atomic(self.path, {"fired": self._fired, "watched": self._watched})
         except OSError as exc:
             log.warning("%s: cannot save (%s)", self.path, exc)

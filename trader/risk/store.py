@@ -10,12 +10,11 @@ trade with forgotten limits or a forgotten halt).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from trader.jsonfile import write_json_atomic
 from trader.risk.limits import LimitError, parse_scope, validate_limit
 
 VERSION: Final = 1
@@ -38,21 +37,6 @@ def limits_file(data_dir: Path) -> Path:
 
 def state_file(data_dir: Path) -> Path:
     return risk_dir(data_dir) / "state.json"
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=True, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
+
+from trader.jsonfile import write_json_atomic
 
 log = logging.getLogger("trader.service.app")
 
@@ -38,18 +39,6 @@ class BookFile:
 
     def save(self, records: dict[str, Any], saved_ns: int) -> None:
         started = time.perf_counter()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".json.tmp")
-        payload = json.dumps({"saved_ns": saved_ns, "book": records}, separators=(",", ":"))
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_json_atomic(self.path, {"saved_ns": saved_ns, "book": records}, compact=True)
         self.saves += 1
         self.last_save_s = time.perf_counter() - started

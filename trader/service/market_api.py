@@ -22,7 +22,6 @@ import functools
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,6 +33,7 @@ from ib_async import Contract
 
 from trader.ib.contracts import contract_from_dict, contract_to_dict
 from trader.ib.market_data import Subscription, Tick
+from trader.jsonfile import write_json_atomic
 from trader.messaging.rpc import BAD_PARAMS, MethodRegistry, RpcError
 from trader.service.bars import Bar, BarAggregator, BarSize, VolumeCounter, parse_bar_size
 from trader.service.trader_api import _method, contract_of
@@ -74,19 +74,7 @@ class SubscriptionsFile:
             self.path.rename(aside)
 
     def save(self, owners: dict[str, list[dict[str, Any]]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".json.tmp")
-        payload = json.dumps({"saved_ns": time.time_ns(), "owners": owners}, separators=(",", ":"))
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_json_atomic(self.path, {"saved_ns": time.time_ns(), "owners": owners}, compact=True)
         self.saves += 1
 
 
