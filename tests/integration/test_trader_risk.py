@@ -280,6 +280,7 @@ def test_cli_risk_when_trader_has_the_rpc_then_show_set_halt_reduce_resume_work(
     changed = cli(trader, "risk", "set", "max_open_orders", "150")
     assert changed.returncode == 0, changed.stderr
     assert "account max_open_orders: 200 -> 150" in changed.stdout
+    cli(trader, "risk", "set", "max_order_quantity", "10", "--scope", "strategy:multi")  # whatever ran before
     strategy = cli(trader, "risk", "set", "max_order_quantity", "none", "--scope", "strategy:multi")
     assert "strategy:multi max_order_quantity: 10 -> -" in strategy.stdout, strategy.stdout + strategy.stderr
     as_json = cli(trader, "--json", "risk", "show")

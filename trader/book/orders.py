@@ -13,7 +13,9 @@ placed outside Bourse gets ``ext:<permId>``. A permId belongs to one order forev
 of a done order may be taken by a new one (TWS can reset its sequence), of a working one never.
 
 Pure and synchronous: no I/O, no clock (every event carries its time). The book mutates only
-through :meth:`Book.register` and :meth:`Book.apply`.
+through :meth:`Book.register` and :meth:`Book.apply` (and :meth:`Book.from_records`): they keep
+its indexes (ids, working orders) in step with its orders, so an order must not be changed
+behind the book's back.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ class Book:
         """Commission reports whose execution has not arrived yet."""
         self._by_order_id: dict[tuple[int, int], str] = {}
         self._by_perm_id: dict[int, str] = {}
+        self._working: set[str] = set()
+        """Client order ids of the working orders (``state.is_working``), kept on every change."""
 
     # -- lookups ---------------------------------------------------------------------------------
 
@@ -101,12 +105,12 @@ class Book:
         return None if parsed is None else self.orders.get(parsed[1])
 
     def working_orders(self, strategy: str | None = None) -> list[Order]:
-        """Orders that may still fill (Unknown included), by client order id."""
-        return [
-            o
-            for _, o in sorted(self.orders.items())
-            if o.state.is_working and (strategy is None or o.strategy == strategy)
-        ]
+        """Orders that may still fill (Unknown included), by client order id. O(working orders)."""
+        orders = self.orders
+        chosen = (orders[coid] for coid in sorted(self._working))
+        if strategy is None:
+            return list(chosen)
+        return [o for o in chosen if o.strategy == strategy]
 
     def has_execution(self, exec_id: str) -> bool:
         return exec_id in self.positions
@@ -142,7 +146,7 @@ class Book:
             multiplier=request.multiplier,
             updated_ns=request.time_ns,
         )
-        self.orders[order.client_order_id] = order
+        self._put(order)
         return order, True
 
     def apply(self, event: BookEvent) -> Outcome:
@@ -166,7 +170,7 @@ class Book:
                 if order is None:
                     order = self._adopt(event)
                     self._check_index(order, event.order_id, event.perm_id, event.client_id)
-                    self.orders[order.client_order_id] = order
+                    self._put(order)
                 return self._order_event(order, event)
             case OrderStatusUpdate():
                 order = self.find(order_id=event.order_id, perm_id=event.perm_id, client_id=event.client_id)
@@ -188,7 +192,10 @@ class Book:
             perm_id = 0 if isinstance(event, OrderSubmitted) else event.perm_id
             self._check_index(order, event.order_id, perm_id, event.client_id)
         previous = order.state
-        changed = order.apply(event)
+        try:
+            changed = order.apply(event)
+        finally:
+            self._track(order)
         self._index(order)
         return Outcome(changed, order.client_order_id, previous, order.state)
 
@@ -229,8 +236,11 @@ class Book:
         )
         self.positions.add(fill)  # may raise (multiplier mismatch) before the order changes
         if created:
-            self.orders[order.client_order_id] = order
-        order.apply(event)
+            self._put(order)
+        try:
+            order.apply(event)
+        finally:
+            self._track(order)
         self._index(order)
         self.pending_commissions.pop(event.exec_id, None)
         return Outcome(True, order.client_order_id, previous, order.state, fill, order.overfilled)
@@ -312,6 +322,17 @@ class Book:
                     f"orderId {order_id} (client {client_id}) belongs to {owner}, not {order.client_order_id}"
                 )
 
+    def _put(self, order: Order) -> None:
+        self.orders[order.client_order_id] = order
+        self._track(order)
+
+    def _track(self, order: Order) -> None:
+        """Keep ``order`` in the working index iff it is working (after any change of its state)."""
+        if order.state.is_working:
+            self._working.add(order.client_order_id)
+        else:
+            self._working.discard(order.client_order_id)
+
     def _index(self, order: Order) -> None:
         """Index ``order``; an order id of a done order may be reused (IB's sequence can be reset)."""
         if order.perm_id:
@@ -350,6 +371,7 @@ class Book:
             book.orders[order.client_order_id] = order
             book._index(order)
         book.orders = dict(sorted(book.orders.items()))
+        book._working = {coid for coid, order in book.orders.items() if order.state.is_working}
         for record in records.get("pending_commissions", []):
             commission = Commission(**record)
             book.pending_commissions[commission.exec_id] = commission

@@ -178,13 +178,63 @@ class _Fold:
             self.quantity = self.avg_price = 0.0
 
 
+_EXACT_LIMIT = 2.0**960
+"""Commissions at least this large (or not finite) are summed by ``math.fsum`` on every read, as
+before: :class:`_ExactSum` cannot overflow below it, so its rounding is ``math.fsum``'s."""
+
+
+class _ExactSum:
+    """A running sum of floats kept exactly (Shewchuk's non-overlapping partials, as ``math.fsum``
+    keeps them) that values can be added to and taken out of; :attr:`value` is the sum correctly
+    rounded, i.e. exactly what ``math.fsum`` of the values currently in it returns.
+
+    Values that are not finite or too large (:data:`_EXACT_LIMIT`) are only counted in
+    :attr:`special`: while it is non-zero the owner recomputes with ``math.fsum`` instead."""
+
+    __slots__ = ("partials", "special", "value")
+
+    def __init__(self) -> None:
+        self.partials: list[float] = []
+        self.special = 0
+        self.value = 0.0
+
+    def add(self, x: float) -> None:
+        if not (abs(x) < _EXACT_LIMIT):  # inf, nan, huge
+            self.special += 1
+            return
+        partials = self.partials
+        i = 0
+        for partial in partials:
+            big, small = (partial, x) if abs(x) < abs(partial) else (x, partial)
+            hi = big + small
+            lo = small - (hi - big)
+            if lo:
+                partials[i] = lo
+                i += 1
+            x = hi
+        del partials[i:]
+        if x:
+            partials.append(x)
+        self.value = math.fsum(partials)
+
+    def remove(self, x: float) -> None:
+        if not (abs(x) < _EXACT_LIMIT):
+            self.special -= 1
+            return
+        self.add(-x)
+
+
 class Positions:
-    """The fill ledger (by exec id, each applied once) and the positions folded from it."""
+    """The fill ledger (by exec id, each applied once) and the positions folded from it.
+
+    Each position keeps its fold and the exact running sum of its fills' known commissions, so
+    :meth:`position` is O(1) whatever the number of its fills."""
 
     def __init__(self) -> None:
         self._fills: dict[str, Fill] = {}
         self._order: dict[PositionKey, list[tuple[int, str]]] = {}
         self._folds: dict[PositionKey, _Fold] = {}
+        self._commissions: dict[PositionKey, _ExactSum] = {}
 
     # -- changes ---------------------------------------------------------------------------------
 
@@ -204,6 +254,11 @@ class Positions:
                     f"{first.multiplier} of earlier fills"
                 )
         self._fills[fill.exec_id] = fill
+        commissions = self._commissions.get(key)
+        if commissions is None:
+            commissions = self._commissions[key] = _ExactSum()
+        if fill.commission is not None:
+            commissions.add(fill.commission)
         if not order or fill.sort_key > order[-1]:
             order.append(fill.sort_key)
             self._folds.setdefault(key, _Fold()).step(fill.quantity, fill.price, fill.multiplier)
@@ -219,6 +274,10 @@ class Positions:
         if fill.commission == commission:
             return False
         self._fills[exec_id] = dataclasses.replace(fill, commission=commission)
+        commissions = self._commissions[fill.key]
+        if fill.commission is not None:
+            commissions.remove(fill.commission)
+        commissions.add(commission)
         return True
 
     def _refold(self, key: PositionKey) -> None:
@@ -257,9 +316,10 @@ class Positions:
         if not order:
             return Position(key.account, key.strategy, key.con_id, "", 1.0, 0.0, 0.0, 0.0, 0.0, 0)
         fold = self._folds[key]
-        fills = [self._fills[exec_id] for _, exec_id in order]
-        commissions = math.fsum(f.commission for f in fills if f.commission is not None)
-        last = fills[-1]
+        running = self._commissions[key]
+        # a non-finite or huge commission: math.fsum over the fills decides (or raises), as before
+        commissions = self.commissions(key) if running.special else running.value
+        last = self._fills[order[-1][1]]
         return Position(
             key.account,
             key.strategy,
@@ -270,8 +330,14 @@ class Positions:
             fold.avg_price,
             fold.realized_gross - commissions,
             commissions,
-            len(fills),
+            len(order),
         )
+
+    def commissions(self, key: PositionKey) -> float:
+        """The known commissions of ``key``'s fills, summed from the ledger (``math.fsum`` in
+        canonical order): what :meth:`position` keeps as a running sum."""
+        fills = (self._fills[exec_id] for _, exec_id in self._order.get(key, ()))
+        return math.fsum(f.commission for f in fills if f.commission is not None)
 
     def positions(
         self,

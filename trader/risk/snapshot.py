@@ -23,7 +23,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from trader.book import Book, PnL
-from trader.book.states import Order, OrderState
 
 EPS = 1e-9
 
@@ -222,14 +221,8 @@ def snapshot_from_book(
             o.multiplier,
             currency_of.get(o.con_id, base_currency),
         )
-        for _, o in sorted(
-            (
-                (coid, o)
-                for coid, o in book.orders.items()
-                if o.state in _WORKING and (account is None or not o.account or o.account == account)
-            ),
-            key=_first,
-        )
+        for o in book.working_orders()  # the book's index: O(working orders), by client order id
+        if account is None or not o.account or o.account == account
     )
     pnl = {s: v.snapshot() for s, v in by_strategy.items()}
     return RiskSnapshot(
@@ -265,14 +258,6 @@ class _PnLSum:
 
     def snapshot(self) -> PnLSnapshot:
         return PnLSnapshot(self.realized, self.unrealized, tuple(sorted(self.missing)))
-
-
-_WORKING = frozenset(state for state in OrderState if state.is_working)
-"""The states of an order that may still fill (``OrderState.is_working``), as a set to test."""
-
-
-def _first(item: tuple[str, Order]) -> str:
-    return item[0]
 
 
 def signed_sum(values: Iterable[float]) -> tuple[float, float]:
