@@ -148,8 +148,9 @@ def test_history_when_fetched_then_read_and_summary_show_the_stored_bars(
     system: CliSystem, tmp_path: Path
 ) -> None:
     csv = tmp_path / "msft.csv"
+    # 2 days: right after the exchange's midnight, today alone holds a single 5-minute bar
     fetched = ok(
-        system, "history", "get", "--symbol", "MSFT", "--bar-size", "5 mins", "--days", "1",
+        system, "history", "get", "--symbol", "MSFT", "--bar-size", "5 mins", "--days", "2",
         "--rows", "3", "--csv", str(csv),
     )  # fmt: skip
     assert fetched["rows"] > 3 and len(fetched["tail"]) == 3 and fetched["source"] == "get_history"
