@@ -119,6 +119,22 @@ prepare_ib() {
   unset BOURSE_IBC_USER BOURSE_IBC_PASSWORD_FILE BOURSE_IBC_APP
 }
 
+# CurveZMQ keys in the data volume, made once: the trader's (server) and those of its clients in
+# the container (cli.py and the healthcheck, the strategy shards), which it admits. Needed when the
+# trader's endpoints listen beyond the container's loopback (compose publishes them): the trader
+# refuses that without curve. Another machine's client: `cli.py keys authorize <its .key>`.
+ensure_curve_keys() {
+  local name keys="$BOURSE_DATA_DIR/keys"
+  for name in trader cli strategies; do
+    [[ -f "$keys/$name.key_secret" ]] && continue
+    if [[ "$name" == trader ]]; then
+      "$PYTHON" cli.py keys generate "$name" >&2 || exit 2
+    else
+      "$PYTHON" cli.py keys generate "$name" --authorize >&2 || exit 2
+    fi
+  done
+}
+
 reject_misnamed
 export BOURSE_DATA_DIR="${BOURSE_DATA_DIR:-/data}"
 broker="${BOURSE_BROKER:-paper}"
@@ -134,6 +150,9 @@ fi
 
 cd "$BOURSE_HOME"
 mkdir -p "$BOURSE_DATA_DIR/logs"
+if [[ "${BOURSE_ZMQ_CURVE_ENABLED:-false}" == true ]]; then
+  ensure_curve_keys
+fi
 if [[ "$broker" == ib ]]; then
   prepare_ib
 fi

@@ -307,7 +307,8 @@ class Fakes:
         self.python = write_executable(
             bin_dir / "python",
             "#!/usr/bin/env bash\n"
-            f'if [[ "${{1:-}}" == */render_ibc.py ]]; then exec {shlex.quote(sys.executable)} "$@"; fi\n'
+            f'if [[ "${{1:-}}" == */render_ibc.py || "${{1:-}}" == cli.py ]]; then '
+            f'exec {shlex.quote(sys.executable)} "$@"; fi\n'
             f"exec {shlex.quote(sys.executable)} -c "
             "\"import json, os, sys; json.dump({'argv': sys.argv[2:], 'cwd': os.getcwd(), "
             "'env': dict(os.environ)}, open(sys.argv[1], 'w'))\" "
@@ -378,6 +379,21 @@ def test_entrypoint_when_broker_unset_then_execs_pycron_with_paper_config(fakes:
     assert (fakes.data / "logs").is_dir()
     assert "BOURSE_IB_PORT" not in done["env"]
     assert not (fakes.home / ".vnc").exists()
+
+
+def test_entrypoint_when_curve_enabled_then_keys_made_once_and_clients_admitted(fakes: Fakes) -> None:
+    env = fakes.env(BOURSE_ZMQ_CURVE_ENABLED="true")
+    result = fakes.run(env)
+    assert result.returncode == 0, result.stderr
+    keys = fakes.data / "keys"
+    for name in ("trader", "cli", "strategies"):
+        assert (keys / f"{name}.key").is_file()
+        assert (keys / f"{name}.key_secret").stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in (keys / "clients").glob("*.key")) == ["cli.key", "strategies.key"]
+    secret = (keys / "trader.key_secret").read_bytes()
+    assert fakes.run(env).returncode == 0  # a restart keeps the keys (clients stay admitted)
+    assert (keys / "trader.key_secret").read_bytes() == secret
+    assert fakes.execed()["argv"] == ["-m", "pycron", "--config", "configs/pycron.yaml"]
 
 
 def test_entrypoint_when_broker_paper_with_pycron_options_then_they_are_passed_on(fakes: Fakes) -> None:
@@ -834,7 +850,8 @@ def test_compose_when_parsed_then_ports_on_host_loopback_volume_restart_and_secr
 def test_compose_when_environment_given_to_the_services_then_their_configs_accept_it() -> None:
     env = {k: interpolate_defaults(str(v)) for k, v in compose()["services"]["bourse"]["environment"].items()}
     config = load(TraderConfig, ROOT / "configs" / "trader.yaml", env)
-    assert config.zmq.rpc == "tcp://0.0.0.0:42001"
+    assert config.zmq.rpc == "tcp://0.0.0.0:42001" and config.zmq.curve.enabled
+    assert config.zmq.unsafe_binds() == []  # the trader refuses a non-loopback bind without curve
     for name in ("pycron.yaml", "pycron_docker.yaml"):
         assert load_pycron(ROOT / "configs" / name, env).web.host == "0.0.0.0"
 
