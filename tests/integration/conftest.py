@@ -12,6 +12,7 @@ import pytest
 from tests.integration.cli_fixtures import cli_system
 from tests.integration.exchange_fixtures import ExchangeProcess, IbLogGuard, start_exchange
 from tests.integration.pycron_fixtures import start_pycron
+from tests.integration.test_trader_orders import TraderProcess, start_trader
 from tests.support import Processes
 
 
@@ -61,3 +62,17 @@ def ib_log_guard() -> Iterator[IbLogGuard]:
 
 
 __all__ = ["cli_system", "start_pycron"]
+
+
+@pytest.fixture(scope="module")
+def trader(exchange: ExchangeProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TraderProcess]:
+    """A trader service (IB client 0) on the module's exchange; at the end it must still be running
+    with no traceback in its log. A module may define its own ``trader`` (other settings)."""
+    procs = Processes()
+    try:
+        process = start_trader(procs, tmp_path_factory.mktemp("trader"), exchange.port)
+        yield process
+        assert process.child.popen.poll() is None, "the trader service died"
+        assert "Traceback" not in process.log_text(), process.log_text()[-4000:]
+    finally:
+        procs.stop_all()

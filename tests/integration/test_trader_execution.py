@@ -9,7 +9,6 @@ events or polled RPCs with deadlines.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,28 +21,14 @@ from tests.integration.test_trader_orders import (
     error_code,
     of_order,
     poll,
-    start_trader,
     trader_session,
     wait_connected,
 )
-from tests.support import Processes
 from trader.messaging.rpc import AsyncRpcClient
 
 pytestmark = pytest.mark.integration
 
 WORKING = ("PreSubmitted", "Submitted")
-
-
-@pytest.fixture(scope="module")
-def trader(exchange: ExchangeProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TraderProcess]:
-    procs = Processes()
-    try:
-        process = start_trader(procs, tmp_path_factory.mktemp("trader"), exchange.port)
-        yield process
-        assert process.child.popen.poll() is None, "the trader service died"
-        assert "Traceback" not in process.log_text(), process.log_text()[-4000:]
-    finally:
-        procs.stop_all()
 
 
 async def shock(exchange: ExchangeProcess, symbol: str, percent: float) -> dict[str, Any]:

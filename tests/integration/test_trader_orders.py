@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,21 +177,6 @@ async def error_code(call: Any) -> str:
     with pytest.raises(RpcRemoteError) as caught:
         await call
     return str(caught.value.code)
-
-
-# -- fixtures -----------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def trader(exchange: ExchangeProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TraderProcess]:
-    procs = Processes()
-    try:
-        process = start_trader(procs, tmp_path_factory.mktemp("trader"), exchange.port)
-        yield process
-        assert process.child.popen.poll() is None, "the trader service died"
-        assert "Traceback" not in process.log_text(), process.log_text()[-4000:]
-    finally:
-        procs.stop_all()
 
 
 # -- tests --------------------------------------------------------------------------------------------
